@@ -1,0 +1,49 @@
+# ssic — common tasks. Everything runs inside a local virtualenv (.venv) made by `make install`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# torch 2.14.1 + torchvision 0.29.1 are what ultralytics needs; on a CPU-only machine with a
+# network, `make install TORCH_INDEX=--index-url=https://download.pytorch.org/whl/cpu` is smaller.
+TORCH_INDEX ?=
+OUT    := build
+
+.PHONY: install demo test test-all bench-speed bench-rd clean help
+
+help:
+	@echo "make install      create $(VENV) and install ssic with its test and detector extras"
+	@echo "make demo         install, then encode / inspect / decode examples/kodim23.png into $(OUT)/"
+	@echo "make test         install, then run the test suite"
+	@echo "make bench-speed  encode/decode/partial-decode timings and peak memory (prints a table)"
+	@echo "make bench-rd     Kodak rate-distortion of the shipped weights (real bitstreams)"
+
+install: $(BIN)/.installed
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH_INDEX) torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q -e '.[yolo,crypto,test]'
+	touch $@
+
+demo: install
+	mkdir -p $(OUT)
+	$(BIN)/ssic encode examples/kodim23.png -o $(OUT)/kodim23.ssb -q 4 --detector grid -v
+	$(BIN)/ssic inspect $(OUT)/kodim23.ssb
+	$(BIN)/ssic decode $(OUT)/kodim23.ssb -o $(OUT)/kodim23.png
+	$(BIN)/ssic decode $(OUT)/kodim23.ssb -o $(OUT)/kodim23-tile.png --groups tile
+	@echo "wrote $(OUT)/kodim23.ssb, $(OUT)/kodim23.png and $(OUT)/kodim23-tile.png"
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-all: install
+	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+bench-speed: install
+	$(BIN)/python bench/speed.py --out bench/results/speed.json
+
+bench-rd: install
+	$(BIN)/python bench/rd_kodak.py --out bench/results/rd_kodak.json
+
+clean:
+	rm -rf $(OUT) .pytest_cache

@@ -1,0 +1,127 @@
+"""Speed benchmark: encode, full decode and partial decode of one 768×512 Kodak image.
+
+Prints a markdown table and writes JSON. Times are medians of --repeat runs on --threads torch
+threads, after one warm-up run (the first call pays one-off kernel set-up). Peak memory is the
+max RSS of a fresh child process doing one encode or one decode.
+
+    python bench/speed.py --out bench/results/speed.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _image(path: Path) -> np.ndarray:
+    from ssic_cli.imageio import load_image
+    return load_image(path).rgb
+
+
+def roi_mask(width: int, height: int, fraction: float, block: int = 32):
+    """background + one compact 'roi' group of about ``fraction`` of the blocks, centred."""
+    from ssic_cli.mask import GroupMask, grid_shape
+    rows, cols = grid_shape(width, height, block)
+    ids = np.zeros((rows, cols), np.uint8)
+    want = max(1, round(fraction * rows * cols))
+    side_r = max(1, min(rows, round((want * rows / cols) ** 0.5)))
+    side_c = max(1, min(cols, -(-want // side_r)))
+    r0, c0 = (rows - side_r) // 2, (cols - side_c) // 2
+    ids[r0:r0 + side_r, c0:c0 + side_c] = 1
+    return GroupMask(block, ids, ["background", "roi"])
+
+
+def timed(fn, repeat: int) -> float:
+    fn()                                                     # warm-up
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def child(mode: str, image: Path, ssb: Path) -> None:
+    """One encode or decode in a fresh process; prints its peak RSS in MB."""
+    from ssic_cli import codec
+    from ssic_cli.mask import single_group
+    if mode == "encode":
+        rgb = _image(image)
+        codec.encode(rgb, single_group(rgb.shape[1], rgb.shape[0]), 4.0)
+    else:
+        codec.decode(ssb.read_bytes())
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    shared = Path(os.environ.get("SSIC_SHARED", ROOT.parent / "shared"))
+    default_img = shared / "data/kodak/kodim23.png"
+    ap.add_argument("--image", type=Path, default=default_img if default_img.exists() else ROOT / "examples/kodim23.png")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--quality", type=float, default=4.0)
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--child", choices=["encode", "decode"])
+    ap.add_argument("--ssb", type=Path)
+    args = ap.parse_args(argv)
+    import torch
+    torch.set_num_threads(args.threads)
+    if args.child:
+        child(args.child, args.image, args.ssb)
+        return 0
+    from ssic_cli import codec
+    from ssic_cli.mask import single_group
+    from ssic_cli.weights import load_weights
+    rgb = _image(args.image)
+    h, w = rgb.shape[:2]
+    gm = single_group(w, h)
+    data = codec.encode(rgb, gm, args.quality)
+    rows = [{"case": "encode (1 group)", "seconds": timed(lambda: codec.encode(rgb, gm, args.quality), args.repeat)},
+            {"case": "decode, full (1 group)", "seconds": timed(lambda: codec.decode(data), args.repeat)}]
+    for frac in (0.10, 0.25, 0.50):
+        roi = roi_mask(w, h, frac)
+        area = float((roi.ids == 1).mean())
+        multi = codec.encode(rgb, roi, args.quality)
+        rows.append({"case": f"decode 'roi' only ({area:.0%} of blocks)", "area": area,
+                     "seconds": timed(lambda: codec.decode(multi, ["roi"]), args.repeat)})
+        rows.append({"case": f"decode all groups (roi {area:.0%} + background)", "area": 1.0,
+                     "seconds": timed(lambda: codec.decode(multi), args.repeat)})
+    ssb = Path("/tmp") / f"ssic-speed-{os.getpid()}.ssb"
+    ssb.write_bytes(data)
+    mem = {}
+    for mode in ("encode", "decode"):
+        out = subprocess.run([sys.executable, __file__, "--child", mode, "--image", str(args.image), "--ssb", str(ssb),
+                              "--threads", str(args.threads)], capture_output=True, text=True, check=True)
+        mem[mode] = float(out.stdout.strip().splitlines()[-1])
+    ssb.unlink()
+    lm = load_weights()
+    result = {"image": args.image.name, "size": [w, h], "quality": args.quality, "threads": args.threads,
+              "weights": lm.path.name, "bytes": len(data), "bpp": len(data) * 8 / (w * h),
+              "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
+              "rows": rows, "peak_rss_mb": mem}
+    print(f"{args.image.name} {w}x{h}, q={args.quality:g}, {args.threads} threads, {lm.path.name}\n")
+    print("| case | seconds |\n|---|---|")
+    for r in rows:
+        print(f"| {r['case']} | {r['seconds']:.3f} |")
+    print(f"| peak RSS, encode process | {mem['encode']:.0f} MB |\n| peak RSS, decode process | {mem['decode']:.0f} MB |")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

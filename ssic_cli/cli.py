@@ -1,0 +1,334 @@
+"""The ``ssic`` command line: parse, call the library, print. Nothing else lives here.
+
+Exit codes: 0 success, 1 usage error, 2 bad input or data (unreadable image, damaged or
+forged .ssb, unknown group, mismatched weights), 3 internal error, 130 interrupted.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import SsicError
+
+EXIT_USAGE, EXIT_DATA, EXIT_INTERNAL, EXIT_INTERRUPTED = 1, 2, 3, 130
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _split_names(values: tuple[str, ...]) -> list[str]:
+    """--groups a,b --groups c -> [a, b, c]."""
+    return [n.strip() for v in values for n in v.split(",") if n.strip()]
+
+
+class Reporter:
+    """stderr diagnostics honouring --quiet / --verbose."""
+
+    def __init__(self, quiet: bool = False, verbose: bool = False):
+        self.quiet, self.verbose = quiet, verbose
+
+    def info(self, msg: str) -> None:
+        if not self.quiet:
+            click.echo(msg, err=True)
+
+    def warn(self, msg: str) -> None:
+        click.echo(f"ssic: warning: {msg}", err=True)
+
+    def debug(self, msg: str) -> None:
+        if self.verbose and not self.quiet:
+            click.echo(msg, err=True)
+
+
+@click.group(context_settings=CONTEXT, epilog="""\b
+Examples:
+  ssic encode photo.jpg -o photo.ssb -q 4
+  ssic inspect photo.ssb
+  ssic decode photo.ssb -o person.png --groups person
+  ssic extract photo.ssb --groups person -o person.ssb
+""")
+@click.version_option(__version__, "-V", "--version", prog_name="ssic")
+def cli():
+    """ssic — semantically structured image compression.
+
+    An image is split into groups (person, car, background …); each group is coded into its
+    own section of the .ssb file, so any subset can be sent, decoded or dropped on its own.
+    """
+
+
+# ----- encode ----------------------------------------------------------------------------------
+@cli.command(context_settings=CONTEXT, epilog="""\b
+Examples:
+  ssic encode photo.jpg -o photo.ssb                   # detector picks the groups
+  ssic encode photo.jpg -o photo.ssb -q 6.5 --mask labels.png --names names.json
+  ssic encode photo.jpg -o photo.ssb --boxes boxes.json --block-size 16
+  ssic encode *.jpg -d out/                            # batch, one line per failure
+""")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Output .ssb (one input).")
+@click.option("-d", "--out-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Output directory for batch mode (<name>.ssb per input).")
+@click.option("-q", "--quality", type=click.FloatRange(1.0, 8.0), default=4.0, show_default=True,
+              help="Quality, 1 (small) .. 8 (best), fractions allowed.")
+@click.option("--mask", "mask_path", type=click.Path(path_type=Path), help="PNG label map, one group id per pixel.")
+@click.option("--names", "names_path", type=click.Path(path_type=Path), help="Names of the label ids (JSON or 'id name' lines).")
+@click.option("--boxes", "boxes_path", type=click.Path(path_type=Path), help="JSON list of {label, box:[x0,y0,x1,y1]}.")
+@click.option("--coco", "coco_path", type=click.Path(path_type=Path), help="COCO instances.json; the image is found by file name.")
+@click.option("--detector", help="Detector plugin (see `ssic detectors`). Default: yolo if its weights are found, "
+              "else the best weight-free detector; `none` = one group.")
+@click.option("--detector-weights", type=click.Path(path_type=Path), help="Weights for the detector (e.g. a YOLO .pt/.tflite).")
+@click.option("-b", "--block-size", type=click.Choice(["16", "32", "64"]), default="32", show_default=True,
+              help="Block size of the group mask in pixels.")
+@click.option("--coverage", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+              help="A block joins a region's group when the region covers more than this fraction of it. "
+              "0 = any overlap: no region pixel is ever left outside its group, at the cost of a few "
+              "background pixels coded with it.")
+@click.option("--group-by", type=click.Choice(["class", "instance"]), default="class", show_default=True,
+              help="One group per class (overlapping objects merged) or per instance (person, person#2, …).")
+@click.option("--classes", help="Keep only these classes, comma-separated (e.g. person,car).")
+@click.option("--min-score", type=click.FloatRange(0.0, 1.0), default=0.25, show_default=True, help="Minimum detection score.")
+@click.option("--max-groups", type=click.IntRange(1, 255), default=32, show_default=True, help="Cap on the number of groups.")
+@click.option("--weights", type=click.Path(path_type=Path), help="Codec weights (default: the shipped ones).")
+@click.option("--quiet", is_flag=True, help="Print nothing but errors.")
+@click.option("-v", "--verbose", is_flag=True, help="Say more about each file.")
+def encode(inputs, output, out_dir, quality, mask_path, names_path, boxes_path, coco_path, detector,
+           detector_weights, block_size, coverage, group_by, classes, min_score, max_groups, weights, quiet, verbose):
+    """Compress images into .ssb files."""
+    rep = Reporter(quiet, verbose)
+    jobs = _plan_outputs(inputs, output, out_dir, ".ssb")
+    policy = dict(detector=detector, mask_path=mask_path, names_path=names_path, boxes_path=boxes_path,
+                  coco_path=coco_path, weights=detector_weights, block_size=int(block_size), coverage=coverage,
+                  group_by=group_by, classes=_split_names((classes,)) if classes else None, min_score=min_score,
+                  max_groups=max_groups)
+    failures = _run_batch(jobs, lambda src, dst: _encode_one(src, dst, quality, policy, weights, rep), rep)
+    if failures:
+        raise SystemExit(EXIT_DATA)
+
+
+def _encode_one(src: Path, dst: Path, quality: float, policy: dict, weights, rep: Reporter) -> None:
+    from . import codec
+    from .imageio import load_image, write_bytes_atomic
+    img = load_image(src)
+    if img.note:
+        rep.debug(f"{src}: {img.note}")
+    gm = _group_mask(img.rgb, src, policy, rep)
+    data = codec.encode(img.rgb, gm, quality, channels=img.channels, weights=weights)
+    write_bytes_atomic(data, dst)
+    h, w = img.rgb.shape[:2]
+    rep.debug(f"{src} -> {dst}: {len(data)} bytes, {len(data) * 8 / (w * h):.4f} bpp, groups: {', '.join(gm.names)}")
+
+
+def _group_mask(rgb, src: Path, policy: dict, rep: Reporter):
+    from .mask import single_group
+    if policy["detector"] == "none" and not any(policy[k] for k in ("mask_path", "boxes_path", "coco_path")):
+        h, w = rgb.shape[:2]
+        return single_group(w, h, policy["block_size"])
+    from .detect import build_group_mask
+    return build_group_mask(rgb, image_name=src.name, log=rep.info, **policy)
+
+
+def _plan_outputs(inputs, output, out_dir, suffix: str) -> list[tuple[Path, Path]]:
+    if output and out_dir:
+        raise click.UsageError("use either -o/--output or -d/--out-dir, not both")
+    if len(inputs) > 1 and not out_dir:
+        raise click.UsageError("several inputs need -d/--out-dir")
+    if len(inputs) == 1 and not (output or out_dir):
+        raise click.UsageError("missing -o/--output")
+    if out_dir and not out_dir.is_dir():
+        raise SsicError(f"output directory {out_dir} does not exist")
+    jobs = [(src, output if output else out_dir / (src.stem + suffix)) for src in inputs]
+    for src, dst in jobs:
+        if dst.exists() and src.exists() and dst.resolve() == src.resolve():
+            raise SsicError(f"{dst}: output would overwrite the input")
+    return jobs
+
+
+def _run_batch(jobs, work, rep: Reporter) -> int:
+    """Run ``work(src, dst)`` per job; in batch mode a failure costs one line, not the batch."""
+    if len(jobs) == 1:
+        work(*jobs[0])
+        return 0
+    from tqdm import tqdm
+    failures = 0
+    bar = tqdm(jobs, unit="img", file=sys.stderr, disable=rep.quiet or not sys.stderr.isatty())
+    for src, dst in bar:
+        try:
+            work(src, dst)
+        except SsicError as exc:
+            failures += 1
+            bar.write(f"ssic: error: {exc}", file=sys.stderr)
+    rep.info(f"{len(jobs) - failures} of {len(jobs)} files done" + (f", {failures} failed" if failures else ""))
+    return failures
+
+
+# ----- decode ----------------------------------------------------------------------------------
+@cli.command(context_settings=CONTEXT, epilog="""\b
+Examples:
+  ssic decode photo.ssb -o full.png
+  ssic decode photo.ssb -o person.png --groups person        # others transparent
+  ssic decode photo.ssb -o person.jpg --groups person --background gray
+""")
+@click.argument("input", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Output image (PNG keeps transparency; format from the extension).")
+@click.option("-g", "--groups", multiple=True, help="Groups to decode, comma-separated or repeated (default: all).")
+@click.option("--background", type=click.Choice(["transparent", "gray", "black", "white"]), default="transparent",
+              show_default=True, help="What undecoded pixels become.")
+@click.option("--weights", type=click.Path(path_type=Path), help="Codec weights (default: the shipped ones).")
+@click.option("--quiet", is_flag=True, help="Print nothing but errors.")
+def decode(input, output, groups, background, weights, quiet):
+    """Decode an .ssb file, or only some of its groups."""
+    from . import codec, container
+    from .imageio import save_image
+    rep = Reporter(quiet)
+    _refuse_same(input, output)
+    ssb = container.read_ssb(_read(input))
+    fmt = _output_format(output)
+    if fmt in ("JPEG", "BMP") and background == "transparent" and groups:
+        background = "white"
+        rep.info(f"{output.suffix} has no transparency: undecoded pixels are white")
+    result = codec.decode(ssb, _split_names(groups) or None, background=background, weights=weights, warn=rep.warn)
+    if not result.decoded:
+        raise SsicError("no group could be decoded; nothing written")
+    save_image(result.image, output, fmt)
+
+
+def _output_format(path: Path) -> str:
+    from PIL import Image
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise click.UsageError(f"unknown output image type {path.suffix!r} (use .png, .jpg, .webp, .tif …)")
+    return fmt
+
+
+# ----- inspect / extract -----------------------------------------------------------------------
+@cli.command(context_settings=CONTEXT, epilog="""\b
+Examples:
+  ssic inspect photo.ssb
+  ssic inspect photo.ssb --json | jq '.groups[].name'
+""")
+@click.argument("input", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
+def inspect(input, as_json):
+    """Show the groups, bytes per group, bpp and flags of an .ssb file."""
+    from . import codec
+    info = codec.inspect(_read(input))
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    click.echo(f"{input}: {info['width']}x{info['height']}, {info['channels']} channel(s), block {info['block_size']}, "
+               f"model {info['model_id']}/{info['weights_hash'][:8]}, quality {info['quality']:g}")
+    click.echo(f"{info['total_bytes']} bytes ({info['header_bytes']} header), {info['bpp']:.4f} bpp")
+    click.echo(f"{'group':<20} {'class':<14} {'blocks':>7} {'bytes':>9}  {'bbox':<22} flags")
+    for g in info["groups"]:
+        bbox = ",".join(str(v) for v in g["bbox"])
+        click.echo(f"{g['name']:<20} {g['label']:<14} {g['blocks']:>7} {g['bytes']:>9}  {bbox:<22} {' '.join(g['flags'])}")
+
+
+@cli.command(context_settings=CONTEXT, epilog="""\b
+Examples:
+  ssic extract photo.ssb --groups person -o person.ssb
+  ssic extract photo.ssb --groups person,car -o roi.ssb
+""")
+@click.argument("input", type=click.Path(path_type=Path))
+@click.option("-g", "--groups", multiple=True, required=True, help="Groups to keep, comma-separated or repeated.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output .ssb.")
+def extract(input, groups, output):
+    """Write a smaller, valid .ssb holding only some groups (section bytes copied verbatim)."""
+    from . import codec
+    from .imageio import write_bytes_atomic
+    _refuse_same(input, output)
+    write_bytes_atomic(codec.extract(_read(input), _split_names(groups)), output)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        if path.is_dir():
+            raise SsicError(f"{path} is a directory")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise SsicError(f"{path}: no such file") from None
+    except PermissionError:
+        raise SsicError(f"{path}: permission denied") from None
+
+
+def _refuse_same(src: Path, dst: Path) -> None:
+    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
+        raise SsicError(f"{dst}: output would overwrite the input")
+
+
+# ----- train -----------------------------------------------------------------------------------
+@cli.command(context_settings=CONTEXT, epilog="""\b
+Examples:
+  ssic train --data ~/photos --out runs/tiny                    # resumes if runs/tiny/last.pt exists
+  ssic train --data ~/photos --out runs/tiny --hours 2 --eval-dir kodak/
+  torchrun --nproc_per_node 4 -m ssic_cli train --data ~/photos --out runs/ddp
+  ssic train --out runs/tiny --export weights/                  # freeze last.pt into a weights file
+""")
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path), help="Folder of training images (recursive).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run folder (checkpoints, log.jsonl).")
+@click.option("--crop", type=click.IntRange(128, 1024), default=128, show_default=True, help="Crop size (multiple of 128).")
+@click.option("--batch", type=click.IntRange(1, 1024), default=16, show_default=True)
+@click.option("--lr", type=float, default=3e-4, show_default=True)
+@click.option("--max-steps", type=int, default=10**9)
+@click.option("--hours", type=float, default=1e9, help="Wall-clock budget of this invocation.")
+@click.option("--checkpoint-minutes", type=float, default=8.0, show_default=True)
+@click.option("--eval-dir", type=click.Path(file_okay=False, path_type=Path), help="Images for periodic real-bitstream evaluation.")
+@click.option("--eval-minutes", type=float, default=30.0, show_default=True)
+@click.option("--threads", type=int, default=0, help="torch threads (0: default).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Instead of training: write the run's weights (tables frozen) into this folder.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(data, out, crop, batch, lr, max_steps, hours, checkpoint_minutes, eval_dir, eval_minutes, threads, seed,
+          export_dir, quiet):
+    """Train (or resume training) the codec; one run serves every quality."""
+    if export_dir:
+        from .weights import export_from_checkpoint
+        click.echo(export_from_checkpoint(out / "last.pt", export_dir))
+        return
+    if data is None:
+        raise click.UsageError("--data is required to train")
+    if crop % 128:
+        raise click.UsageError("--crop must be a multiple of 128")
+    from .train import TrainOptions, run
+    run(TrainOptions(data=data, out=out, crop=crop, batch=batch, lr=lr, max_steps=max_steps, max_hours=hours,
+                     checkpoint_minutes=checkpoint_minutes, eval_dir=eval_dir, eval_minutes=eval_minutes,
+                     threads=threads, seed=seed, progress=not quiet))
+
+
+# ----- entry point -----------------------------------------------------------------------------
+def main(argv=None) -> int:
+    """Run the CLI with ssic's exit codes (Click's defaults differ: usage errors are 2 there)."""
+    try:
+        cli.main(args=argv, prog_name="ssic", standalone_mode=False)
+        return 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.UsageError as exc:
+        exc.show()
+        return EXIT_USAGE
+    except click.ClickException as exc:
+        exc.show()
+        return EXIT_USAGE
+    except SsicError as exc:
+        click.echo(f"ssic: error: {exc}", err=True)
+        return EXIT_DATA
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("ssic: interrupted", err=True)
+        return EXIT_INTERRUPTED
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_DATA
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # noqa: BLE001 - a bug: one line, traceback only on request
+        if os.environ.get("SSIC_DEBUG"):
+            raise
+        click.echo(f"ssic: internal error: {exc.__class__.__name__}: {exc} (set SSIC_DEBUG=1 for a traceback)", err=True)
+        return EXIT_INTERNAL
+
+
+def entry() -> None:
+    sys.exit(main())

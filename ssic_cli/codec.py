@@ -1,0 +1,341 @@
+"""encode / decode / extract / inspect: the public API the CLI and the tests use.
+
+Decoding works group by group, each on the smallest crop of the canvas that holds it, aligned
+to the model's window grid (128 px). A group's pixels are a function of its own section and
+the block mask only, so they are bit-identical however many other groups are decoded, and
+decoding a small group costs a fraction of the full decode.
+
+Example::
+
+    >>> import numpy as np
+    >>> from ssic_cli.mask import single_group
+    >>> rgb = np.full((40, 60, 3), 128, np.uint8)
+    >>> data = encode(rgb, single_group(60, 40), quality=4)
+    >>> decode(data).image.size
+    (60, 40)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import container
+from .coding import SectionDecoder, SectionEncoder
+from .errors import FormatError, SsicError, WeightsMismatchError
+from .mask import GroupMask
+from .model import entropy as em
+from .model.layers import PAD_KEY
+from .model.transforms import keys_at_scale, touched
+from .weights import LoadedModel, load_weights
+
+BACKGROUNDS = {"transparent": None, "gray": 128, "black": 0, "white": 255}
+
+
+# ----- geometry ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Canvas:
+    """The image padded to the model's alignment; block grid of the image inside it."""
+
+    width: int
+    height: int
+    block_size: int
+    align: int
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) of the padded canvas."""
+        a = self.align
+        return (-(-self.height // a) * a, -(-self.width // a) * a)
+
+    def block_keys(self, ids: np.ndarray, only: Optional[int] = None) -> torch.Tensor:
+        """(1, Hc/B, Wc/B) group keys; PAD_KEY outside the image (and outside ``only`` if given)."""
+        hc, wc = self.size
+        b = self.block_size
+        keys = np.full((hc // b, wc // b), PAD_KEY, np.int64)
+        keys[: ids.shape[0], : ids.shape[1]] = ids
+        if only is not None:
+            keys = np.where(keys == only, 0, PAD_KEY)
+        return torch.from_numpy(keys)[None]
+
+    def group_crop(self, ids: np.ndarray, group: int) -> tuple[int, int, int, int]:
+        """(y0, x0, y1, x1) in canvas pixels: the group's blocks, widened to the alignment."""
+        rows, cols = np.nonzero(ids == group)
+        b, a = self.block_size, self.align
+        hc, wc = self.size
+        y0 = rows.min() * b // a * a
+        x0 = cols.min() * b // a * a
+        y1 = min(-(-(rows.max() + 1) * b // a) * a, hc)
+        x1 = min(-(-(cols.max() + 1) * b // a) * a, wc)
+        return int(y0), int(x0), int(y1), int(x1)
+
+
+def _pad_image(rgb: np.ndarray, canvas: Canvas, grid: tuple[int, int]) -> torch.Tensor:
+    """Edge-replicate inside the last partial blocks (their pixels stay in their own block),
+    zeros beyond the block grid. Returns (1, Hc, Wc, 3) float in [0, 1]."""
+    b = canvas.block_size
+    h, w = rgb.shape[:2]
+    hb, wb = grid[0] * b, grid[1] * b
+    padded = np.pad(rgb, ((0, hb - h), (0, wb - w), (0, 0)), mode="edge")
+    hc, wc = canvas.size
+    padded = np.pad(padded, ((0, hc - hb), (0, wc - wb), (0, 0)))
+    return torch.from_numpy(padded).float().div_(255.0)[None]
+
+
+# ----- hyper-latent tables --------------------------------------------------------------------
+@dataclass
+class HyperTables:
+    """Per-channel categorical tables of ẑ from the entropy bottleneck's integer CDFs."""
+
+    medians: np.ndarray           # (Z,) float32
+    offsets: np.ndarray           # (Z,) int
+    pmfs: list[np.ndarray]        # per channel, float64 probabilities of symbols 0..L-1
+
+    @classmethod
+    def from_model(cls, lm: LoadedModel) -> "HyperTables":
+        eb = lm.model.entropy_bottleneck
+        cdf, lengths = eb._quantized_cdf.numpy(), eb._cdf_length.numpy()
+        # The last entry of each table is compressai's overflow bin; ssic clips instead.
+        pmfs = [np.diff(cdf[c, : lengths[c]]).astype(np.float64)[:-1] for c in range(cdf.shape[0])]
+        return cls(eb.quantiles[:, 0, 1].detach().float().numpy(), eb._offset.numpy().astype(np.int64), pmfs)
+
+
+_TABLES: dict[int, HyperTables] = {}
+
+
+def _tables(lm: LoadedModel) -> HyperTables:
+    key = id(lm.model)
+    if key not in _TABLES:
+        _TABLES[key] = HyperTables.from_model(lm)
+    return _TABLES[key]
+
+
+# ----- the per-group coding core (shared by encoder and decoder) ------------------------------
+def _latent_slices(lm: LoadedModel, hyper: torch.Tensor, in_g: torch.Tensor, gain: torch.Tensor,
+                   take_symbols: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Run ChARM over the slices of one group; ``take_symbols(i, mu_hat, idx)`` returns the
+    (P, slice) integer symbols at the group's positions (encoder: computes and codes them;
+    decoder: decodes them). Returns ŷ (1, h, w, M), zero outside the group."""
+    model = lm.model
+    ms = model.config.latent // model.config.slices
+    prev: list[torch.Tensor] = []
+    mask = in_g.unsqueeze(-1).float()
+    for i in range(model.config.slices):
+        g_i = gain[..., i * ms:(i + 1) * ms]
+        mu, sigma = model.slice_params(i, hyper, prev, g_i)
+        mu = em.round_to_grid(mu)
+        idx = em.scale_index(sigma[in_g])
+        symbols = take_symbols(i, mu, idx)
+        y_hat_s = torch.zeros_like(mu)
+        y_hat_s[in_g] = symbols.float() + mu[in_g]
+        y_hat_s = y_hat_s + em.round_to_grid(model.lrp(i, hyper, prev, y_hat_s / g_i))
+        prev.append(y_hat_s / g_i * mask)
+    return torch.cat(prev, dim=-1)
+
+
+def _gain(lm: LoadedModel, quality: float) -> torch.Tensor:
+    return lm.model.gains(torch.tensor([quality], dtype=torch.float32))[:, None, None, :]
+
+
+# ----- encode ----------------------------------------------------------------------------------
+def encode(rgb: np.ndarray, group_mask: GroupMask, quality: float = 4.0, *, channels: int = 3,
+           weights=None) -> bytes:
+    """Compress an (H, W, 3) uint8 image into .ssb bytes, one section per group."""
+    lm = load_weights(weights)
+    quality = float(np.float32(quality))
+    if not em.QUALITY_MIN <= quality <= em.QUALITY_MAX:
+        raise SsicError(f"quality must be between {em.QUALITY_MIN:g} and {em.QUALITY_MAX:g}, got {quality:g}")
+    h, w = rgb.shape[:2]
+    canvas = Canvas(w, h, group_mask.block_size, lm.model.config.alignment)
+    ids = group_mask.ids
+    if ids.shape != (-(-h // canvas.block_size), -(-w // canvas.block_size)):
+        raise SsicError("group mask does not match the image size")
+    with torch.inference_mode():
+        sections = _encode_sections(lm, rgb, ids, canvas, quality, group_mask.num_groups)
+    header = container.header_from_mask(w, h, channels, group_mask, lm.model_id, lm.weights_hash, quality)
+    return container.dump_ssb(header, sections)
+
+
+def _encode_sections(lm, rgb, ids, canvas: Canvas, quality: float, num_groups: int) -> list[Optional[bytes]]:
+    model, tables = lm.model, _tables(lm)
+    b = canvas.block_size
+    keys = canvas.block_keys(ids)
+    y = model.g_a(_pad_image(rgb, canvas, ids.shape), keys, b).float()
+    keys16 = keys_at_scale(keys, b, 16)
+    feats = model.h_a.features(y, keys16)
+    gain = _gain(lm, quality)
+    y_s = y * gain
+    sections: list[Optional[bytes]] = []
+    for g in range(num_groups):
+        if not (ids == g).any():
+            sections.append(None)
+            continue
+        y0, x0, y1, x1 = (v // 16 for v in canvas.group_crop(ids, g))
+        in_g_full = keys16 == g
+        z = model.h_a.group_latent(feats, in_g_full).float()[:, y0 // 2:y1 // 2, x0 // 2:x1 // 2]
+        in_g = in_g_full[:, y0:y1, x0:x1]
+        enc = SectionEncoder()
+        z_hat = _code_hyper(tables, z, touched(in_g), enc)
+        hyper = model.group_hyper(z_hat, in_g)
+        y_crop = y_s[:, y0:y1, x0:x1]
+        ms = model.config.latent // model.config.slices
+
+        def take(i, mu, idx, y_crop=y_crop, in_g=in_g, enc=enc):
+            sym = torch.round(y_crop[..., i * ms:(i + 1) * ms][in_g] - mu[in_g])
+            sym = sym.clamp(-em.SYMBOL_LIMIT, em.SYMBOL_LIMIT).to(torch.int32)
+            enc.add_gaussian(sym.numpy(), idx.numpy())
+            return sym
+
+        _latent_slices(lm, hyper, in_g, gain, take)
+        sections.append(enc.finish())
+    return sections
+
+
+def _code_hyper(tables: HyperTables, z: torch.Tensor, where: torch.Tensor, enc: SectionEncoder) -> torch.Tensor:
+    """Quantise z at the touched positions, code it, and return ẑ (zero elsewhere)."""
+    z_hat = torch.zeros_like(z)
+    vals = z[where].numpy()                                          # (P, Z)
+    out = np.zeros_like(vals)
+    for c, pmf in enumerate(tables.pmfs):
+        sym = np.clip(np.round(vals[:, c] - tables.medians[c]) - tables.offsets[c], 0, len(pmf) - 1).astype(np.int32)
+        enc.add_categorical(sym, pmf)
+        out[:, c] = sym + tables.offsets[c] + tables.medians[c]
+    z_hat[where] = torch.from_numpy(out)
+    return z_hat
+
+
+def _decode_hyper(tables: HyperTables, shape, where: torch.Tensor, dec: SectionDecoder) -> torch.Tensor:
+    z_hat = torch.zeros(shape)
+    count = int(where.sum())
+    out = np.zeros((count, len(tables.pmfs)), np.float32)
+    for c, pmf in enumerate(tables.pmfs):
+        out[:, c] = dec.categorical(count, pmf) + tables.offsets[c] + tables.medians[c]
+    z_hat[where] = torch.from_numpy(out)
+    return z_hat
+
+
+# ----- decode ----------------------------------------------------------------------------------
+@dataclass
+class DecodeResult:
+    image: Image.Image
+    decoded: list[str]
+    lost: list[str] = field(default_factory=list)        # damaged sections
+    unavailable: list[str] = field(default_factory=list)  # absent (extracted away) or sealed
+
+
+def decode(data: bytes | container.SsbFile, groups: Optional[list[str]] = None, *, background: str = "transparent",
+           weights=None, warn: Callable[[str], None] = lambda msg: None) -> DecodeResult:
+    """Decode the named groups (all when None). Undecoded pixels are transparent (RGBA) or
+    filled with ``background``; a complete decode gives RGB (or L for grayscale sources)."""
+    ssb = data if isinstance(data, container.SsbFile) else container.read_ssb(data)
+    hdr = ssb.header
+    if background not in BACKGROUNDS:
+        raise SsicError(f"background must be one of {', '.join(BACKGROUNDS)}")
+    wanted = _select_groups(hdr, groups)
+    lm = _matching_weights(hdr, weights)
+    canvas = Canvas(hdr.width, hdr.height, hdr.block_size, lm.model.config.alignment)
+    hc, wc = canvas.size
+    pixels = np.zeros((hc, wc, 3), np.uint8)
+    alpha = np.zeros((hc, wc), bool)
+    result = DecodeResult(None, [])
+    gain = _gain(lm, hdr.quality)
+    block_pixels = np.kron(_padded_ids(hdr.block_ids, canvas), np.ones((hdr.block_size,) * 2, np.int64))
+    for g in wanted:
+        name = hdr.groups[g].name
+        if not hdr.groups[g].flags & container.FLAG_PRESENT:
+            result.unavailable.append(name)
+            warn(f"group {name!r} is not in this file (extracted away); left empty")
+            continue
+        try:
+            section = ssb.section(g)
+            with torch.inference_mode():
+                crop, box = _decode_group(lm, canvas, hdr.block_ids, g, section, gain)
+        except FormatError as exc:
+            result.lost.append(name)
+            warn(f"group {name!r} is damaged and was skipped: {exc}")
+            continue
+        y0, x0, y1, x1 = box
+        sel = block_pixels[y0:y1, x0:x1] == g
+        pixels[y0:y1, x0:x1][sel] = crop[sel]
+        alpha[y0:y1, x0:x1] |= sel
+        result.decoded.append(name)
+    result.image = _compose(pixels[: hdr.height, : hdr.width], alpha[: hdr.height, : hdr.width], hdr.channels,
+                            background, complete=len(result.decoded) == len(hdr.groups))
+    return result
+
+
+def _select_groups(hdr: container.SsbHeader, groups: Optional[list[str]]) -> list[int]:
+    if not groups:
+        return list(range(len(hdr.groups)))
+    return sorted({hdr.index_of(name) for name in groups})
+
+
+def _matching_weights(hdr: container.SsbHeader, weights) -> LoadedModel:
+    lm = load_weights(weights)
+    if hdr.model_id != lm.model_id or hdr.weights_hash != lm.weights_hash:
+        raise WeightsMismatchError(
+            f"file was made with weights {hdr.model_id}/{hdr.weights_hash.hex()[:8]}, loaded "
+            f"{lm.model_id}/{lm.weights_hash.hex()[:8]} ({lm.path.name}); pass the matching --weights")
+    return lm
+
+
+def _padded_ids(ids: np.ndarray, canvas: Canvas) -> np.ndarray:
+    hc, wc = canvas.size
+    b = canvas.block_size
+    out = np.full((hc // b, wc // b), -1, np.int64)
+    out[: ids.shape[0], : ids.shape[1]] = ids
+    return out
+
+
+def _decode_group(lm: LoadedModel, canvas: Canvas, ids: np.ndarray, g: int, section: bytes, gain: torch.Tensor):
+    """Pixels (h, w, 3) uint8 of the group's crop and the crop box in canvas pixels."""
+    model = lm.model
+    b = canvas.block_size
+    y0, x0, y1, x1 = canvas.group_crop(ids, g)
+    keys = canvas.block_keys(ids, only=g)[:, y0 // b:y1 // b, x0 // b:x1 // b]
+    in_g = keys_at_scale(keys, b, 16) == 0
+    dec = SectionDecoder(section)
+    where = touched(in_g)
+    z_hat = _decode_hyper(_tables(lm), (1, *where.shape[1:], model.config.hyper_latent), where, dec)
+    hyper = model.group_hyper(z_hat, in_g)
+    ms = model.config.latent // model.config.slices
+
+    def take(i, mu, idx):
+        return torch.from_numpy(dec.gaussian(idx.numpy()).astype(np.int64)).reshape(-1, ms)
+
+    y_hat = _latent_slices(lm, hyper, in_g, gain, take)
+    dec.check_end()
+    x_hat = model.g_s(y_hat, keys, b)[0]
+    crop = (x_hat.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    return crop, (y0, x0, y1, x1)
+
+
+def _compose(pixels: np.ndarray, alpha: np.ndarray, channels: int, background: str, complete: bool) -> Image.Image:
+    fill = BACKGROUNDS[background]
+    if channels == 1:
+        pixels = pixels.mean(axis=2).round().astype(np.uint8)[..., None]
+    if complete or fill is not None:
+        out = pixels.copy()
+        if fill is not None:
+            out[~alpha] = fill
+        return Image.fromarray(out[..., 0] if channels == 1 else out, "L" if channels == 1 else "RGB")
+    a = (alpha * 255).astype(np.uint8)[..., None]
+    if channels == 1:
+        return Image.fromarray(np.concatenate([pixels, a], axis=2), "LA")
+    return Image.fromarray(np.concatenate([pixels, a], axis=2), "RGBA")
+
+
+# ----- extract / inspect -------------------------------------------------------------------------
+def extract(data: bytes | container.SsbFile, groups: list[str]) -> bytes:
+    """A smaller, valid .ssb holding only ``groups`` (section bytes copied verbatim)."""
+    ssb = data if isinstance(data, container.SsbFile) else container.read_ssb(data)
+    keep = _select_groups(ssb.header, groups)
+    return container.extract_ssb(ssb, keep)
+
+
+def inspect(data: bytes | container.SsbFile) -> dict:
+    ssb = data if isinstance(data, container.SsbFile) else container.read_ssb(data)
+    return container.describe(ssb)

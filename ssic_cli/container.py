@@ -1,0 +1,729 @@
+"""The ``.ssb`` container: header, block mask, index of sections, then one section per group.
+
+Pure Python + numpy (no torch), so ``ssic inspect``, ``ssic extract`` and an image plugin can
+read files without loading a model. The byte layout is in ``docs/FORMAT.md``.
+
+Reading checks every field before it allocates anything whose size comes from the file, and
+every failure is a ``FormatError`` with a one-line message. Only the header is read up front;
+``SsbFile.section(i)`` fetches one group's bytes on demand and checks its CRC-32, so a damaged
+section loses that group only.
+
+Example (a one-group file, written and read back):
+
+>>> from ssic_cli.mask import single_group
+>>> h = header_from_mask(64, 48, 3, single_group(64, 48), "tiny", bytes(16), 4.0)
+>>> ssb = read_ssb(dump_ssb(h, [b"rANS words"]))
+>>> ssb.header == h, ssb.section(0)
+(True, b'rANS words')
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import struct
+import unicodedata
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Optional, Sequence, Union
+
+import numpy as np
+
+from .errors import FormatError, SsicError
+from .mask import BLOCK_SIZES, MAX_GROUPS, GroupMask, decode_block_ids, encode_block_ids, grid_shape
+
+__all__ = [
+    "MAGIC", "VERSION", "FLAG_PRESENT", "FLAG_SEALED", "FLAG_SCRAMBLED", "DEFAULT_MAX_PIXELS",
+    "CorruptSectionError", "GroupEntry", "SsbHeader", "SsbFile", "header_from_mask", "dump_ssb",
+    "write_ssb", "read_ssb", "extract_ssb", "describe", "flag_words", "is_ssb",
+]
+
+MAGIC = b"\x89SSB\r\n\x1a\n"       # PNG-style: high bit, CR LF, ^Z, LF catch text-mode damage
+VERSION = 1
+FLAG_PRESENT, FLAG_SEALED, FLAG_SCRAMBLED = 1, 2, 4
+KNOWN_GROUP_FLAGS = FLAG_PRESENT | FLAG_SEALED | FLAG_SCRAMBLED
+CHANNELS = (1, 3)
+QUALITY_RANGE = (1.0, 8.0)
+HASH_BYTES = 16
+MAX_TEXT_BYTES = 64                 # model id, group names and labels (UTF-8 bytes)
+MAX_PARAMS_BYTES = 1024
+MAX_SECTION_BYTES = 0xFFFFFFFF
+DEFAULT_MAX_PIXELS = 200_000_000
+
+_PREAMBLE = struct.Struct("<8sH")       # magic, version
+_IMAGE = struct.Struct("<IIHB")         # width, height, block size, channels
+_CODING = struct.Struct("<16sfI")       # weights hash, quality, file flags (after the model id)
+_U8, _U16, _U32 = struct.Struct("<B"), struct.Struct("<H"), struct.Struct("<I")
+_GROUP_FIXED = struct.Struct("<IIIIIB")  # bbox x0 y0 x1 y1, block count, flags
+_INDEX_ENTRY = struct.Struct("<QII")    # offset in payload, length, CRC-32
+# Unicode categories refused in names: controls, format characters (bidi overrides,
+# zero-width), line/paragraph separators, lone surrogates.
+_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+
+PathOrBytes = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
+
+
+class CorruptSectionError(FormatError):
+    """A section's bytes do not match the length or CRC-32 in the index; ``.group`` names it."""
+
+    def __init__(self, message: str, group: str):
+        super().__init__(message)
+        self.group = group
+
+
+@dataclass
+class GroupEntry:
+    """One row of the group table. ``bbox`` is (x0, y0, x1, y1) in pixels, half-open.
+
+    ``params`` is opaque to the container (the crypto module keeps salt, nonce, KDF settings
+    there).
+
+    >>> GroupEntry("person", "person", (0, 0, 32, 32), 1).present
+    True
+    """
+
+    name: str
+    label: str
+    bbox: tuple[int, int, int, int]
+    block_count: int
+    flags: int = FLAG_PRESENT
+    params: bytes = b""
+
+    def __post_init__(self):
+        self.bbox = tuple(int(v) for v in self.bbox)
+        self.params = bytes(self.params)
+
+    @property
+    def present(self) -> bool:
+        return bool(self.flags & FLAG_PRESENT)
+
+
+@dataclass(eq=False)
+class SsbHeader:
+    """Everything before the payload. ``block_ids`` is the (rows, cols) uint8 group of each block.
+
+    ``quality`` is stored as float32; it is kept here as the shortest decimal that gives the same
+    float32, so a header compares equal to itself after a round trip.
+
+    >>> from ssic_cli.mask import single_group
+    >>> h = header_from_mask(64, 48, 1, single_group(64, 48), "tiny", bytes(16), 1.3)
+    >>> h.quality, h.index_of("background"), h.group_mask().names
+    (1.3, 0, ['background'])
+    """
+
+    width: int
+    height: int
+    block_size: int
+    channels: int
+    model_id: str
+    weights_hash: bytes
+    quality: float
+    groups: list[GroupEntry]
+    block_ids: np.ndarray
+
+    def __post_init__(self):
+        self.weights_hash = bytes(self.weights_hash)
+        self.quality = _as_float32(self.quality)
+        self.block_ids = np.asarray(self.block_ids)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SsbHeader):
+            return NotImplemented
+        scalars = ("width", "height", "block_size", "channels", "model_id", "weights_hash",
+                   "quality", "groups")
+        return (all(getattr(self, k) == getattr(other, k) for k in scalars)
+                and self.block_ids.shape == other.block_ids.shape
+                and bool(np.array_equal(self.block_ids, other.block_ids)))
+
+    def group_mask(self) -> GroupMask:
+        return GroupMask(self.block_size, self.block_ids, [g.name for g in self.groups],
+                         [g.label for g in self.groups])
+
+    def index_of(self, name: str) -> int:
+        """Position of the group called ``name``; ``SsicError`` listing the names otherwise."""
+        return self.group_mask().index_of(name)
+
+
+@dataclass(eq=False)
+class SsbFile:
+    """A parsed ``.ssb``: the header and the index, with section bytes read on demand.
+
+    ``index[i]`` is (offset from the start of the payload, length, CRC-32); absent groups have
+    (0, 0, 0). ``header_size`` is where the payload starts, ``file_size`` the whole file.
+
+    >>> from ssic_cli.mask import single_group
+    >>> h = header_from_mask(64, 48, 3, single_group(64, 48), "tiny", bytes(16), 4.0)
+    >>> ssb = read_ssb(dump_ssb(h, [b"abc"]))
+    >>> ssb.index, ssb.section(0), ssb.file_size - ssb.header_size
+    ([(0, 3, 891568578)], b'abc', 3)
+    """
+
+    header: SsbHeader
+    index: list[tuple[int, int, int]]
+    header_size: int = 0
+    file_size: int = 0
+    _source: Optional[object] = field(default=None, repr=False)
+
+    def section(self, i: int) -> bytes:
+        """The bytes of group ``i``'s section, checked against the index's length and CRC-32.
+
+        Raises ``CorruptSectionError`` (for this group only) on a mismatch and ``SsicError`` if
+        the group is not in the file.
+        """
+        groups = self.header.groups
+        if not 0 <= i < len(groups):
+            raise SsicError(f"no group number {i}; this file has {len(groups)} groups")
+        g = groups[i]
+        if not g.present:
+            raise SsicError(f"group {g.name!r} is not in this file (it was left out by extract)")
+        if self._source is None:
+            raise SsicError("this SsbFile has no bytes attached; read it with read_ssb")
+        offset, length, crc = self.index[i]
+        data = self._source.read(self.header_size + offset, length)
+        if len(data) != length:
+            raise CorruptSectionError(f"section of group {g.name!r} is truncated", g.name)
+        if zlib.crc32(data) != crc:
+            raise CorruptSectionError(
+                f"section of group {g.name!r} is damaged (CRC-32 mismatch)", g.name)
+        return data
+
+
+# --------------------------------------------------------------------------------- building
+
+
+def header_from_mask(width: int, height: int, channels: int, gm: GroupMask, model_id: str,
+                     weights_hash: bytes, quality: float) -> SsbHeader:
+    """A header whose bboxes (pixels) and block counts come from ``gm``; every group present.
+
+    >>> from ssic_cli.mask import single_group
+    >>> h = header_from_mask(70, 40, 3, single_group(70, 40, 32), "m", bytes(16), 2.0)
+    >>> h.groups[0].bbox, h.groups[0].block_count, h.block_ids.shape
+    ((0, 0, 70, 40), 6, (2, 3))
+    """
+    want = grid_shape(width, height, gm.block_size)
+    if gm.ids.shape != want:
+        raise SsicError(f"group mask is {_dims(gm.ids.shape)} blocks but a {width}×{height} image "
+                        f"with {gm.block_size}-pixel blocks needs {_dims(want)}")
+    groups = [GroupEntry(name, gm.labels[i], gm.bbox_pixels(i, width, height), gm.block_count(i))
+              for i, name in enumerate(gm.names)]
+    return SsbHeader(width, height, gm.block_size, channels, model_id, weights_hash, quality,
+                     groups, gm.ids.copy())
+
+
+def dump_ssb(header: SsbHeader, sections: Sequence[Optional[bytes]]) -> bytes:
+    """The bytes of a ``.ssb`` file; ``sections[i] is None`` leaves group i out.
+
+    The PRESENT flag written for each group follows ``sections`` (other flag bits are kept).
+    Raises ``FormatError`` if the header would not read back (see ``read_ssb``).
+
+    >>> from ssic_cli.mask import single_group
+    >>> h = header_from_mask(64, 48, 3, single_group(64, 48), "tiny", bytes(16), 4.0)
+    >>> data = dump_ssb(h, [b"xyz"])
+    >>> data[:8] == MAGIC, read_ssb(data).section(0)
+    (True, b'xyz')
+    """
+    _check_header(header, max_pixels=None)
+    if len(sections) != len(header.groups):
+        raise FormatError(f"{len(sections)} sections given for {len(header.groups)} groups")
+    head = bytearray(_PREAMBLE.pack(MAGIC, VERSION))
+    head += _IMAGE.pack(header.width, header.height, header.block_size, header.channels)
+    head += _pack_text(header.model_id)
+    head += _CODING.pack(header.weights_hash, header.quality, 0)
+    head += _U16.pack(len(header.groups))
+    for g, data in zip(header.groups, sections):
+        flags = (g.flags & ~FLAG_PRESENT) | (FLAG_PRESENT if data is not None else 0)
+        head += _pack_text(g.name) + _pack_text(g.label)
+        head += _GROUP_FIXED.pack(*g.bbox, g.block_count, flags)
+        head += _U16.pack(len(g.params)) + g.params
+    mask = encode_block_ids(header.block_ids)
+    head += _U32.pack(len(mask)) + mask
+    payload, offset = [], 0
+    for g, data in zip(header.groups, sections):
+        if data is None:
+            head += _INDEX_ENTRY.pack(0, 0, 0)
+            continue
+        data = bytes(data)
+        if len(data) > MAX_SECTION_BYTES:
+            raise FormatError(f"section of group {g.name!r} is {len(data)} bytes, "
+                              f"over the format's limit of {MAX_SECTION_BYTES}")
+        head += _INDEX_ENTRY.pack(offset, len(data), zlib.crc32(data))
+        payload.append(data)
+        offset += len(data)
+    head += _U32.pack(zlib.crc32(head))
+    return b"".join([bytes(head), *payload])
+
+
+def write_ssb(path: Union[str, os.PathLike], header: SsbHeader,
+              sections: Sequence[Optional[bytes]]) -> None:
+    """Write a ``.ssb`` atomically: a temporary file in the same directory, then ``os.replace``.
+
+    On any failure nothing is left behind and an existing file at ``path`` is untouched.
+
+    >>> import tempfile, pathlib
+    >>> from ssic_cli.mask import single_group
+    >>> h = header_from_mask(64, 48, 3, single_group(64, 48), "tiny", bytes(16), 4.0)
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     write_ssb(pathlib.Path(d) / "a.ssb", h, [b"abc"])
+    ...     read_ssb(pathlib.Path(d) / "a.ssb").section(0)
+    b'abc'
+    """
+    _atomic_write(Path(path), dump_ssb(header, sections))
+
+
+def extract_ssb(src: SsbFile, keep: Sequence[int]) -> bytes:
+    """A smaller ``.ssb`` holding only the groups in ``keep``; their bytes are copied verbatim.
+
+    The other groups become absent (PRESENT cleared, other flags and params kept). Kept sections
+    are CRC-checked first, so a damaged one raises ``CorruptSectionError`` instead of spreading.
+
+    >>> from ssic_cli.mask import GroupMask
+    >>> gm = GroupMask(32, np.array([[0, 1]], np.uint8), ["person", "background"])
+    >>> h = header_from_mask(64, 32, 3, gm, "m", bytes(16), 4.0)
+    >>> ssb = read_ssb(dump_ssb(h, [b"p", b"bg"]))
+    >>> small = read_ssb(extract_ssb(ssb, [0]))
+    >>> small.section(0), small.header.groups[1].present
+    (b'p', False)
+    """
+    groups = src.header.groups
+    for i in keep:
+        if not 0 <= i < len(groups):
+            raise SsicError(f"no group number {i}; this file has {len(groups)} groups")
+        if not groups[i].present:
+            raise SsicError(f"group {groups[i].name!r} is not in this file "
+                            "(it was left out by an earlier extract)")
+    kept = set(keep)
+    return dump_ssb(src.header, [src.section(i) if i in kept else None for i in range(len(groups))])
+
+
+# ---------------------------------------------------------------------------------- reading
+
+
+def is_ssb(prefix: bytes) -> bool:
+    """True if ``prefix`` (the first bytes of a file) starts with the ``.ssb`` magic."""
+    return bytes(prefix[:len(MAGIC)]) == MAGIC
+
+
+def read_ssb(path_or_bytes: PathOrBytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> SsbFile:
+    """Parse and validate the header of a ``.ssb`` (path, bytes, or seekable binary file).
+
+    Only the header is read; sections are fetched by ``SsbFile.section``. Images over
+    ``max_pixels`` are refused. Every problem with the file raises ``FormatError``; a path that
+    cannot be opened raises ``SsicError``.
+
+    >>> from ssic_cli.mask import single_group
+    >>> h = header_from_mask(64, 48, 3, single_group(64, 48), "tiny", bytes(16), 4.0)
+    >>> read_ssb(dump_ssb(h, [b"abc"])).header.width
+    64
+    >>> read_ssb(b"GIF89a...")
+    Traceback (most recent call last):
+    ssic_cli.errors.FormatError: not an .ssb file
+    """
+    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+        return _parse(_MemorySource(path_or_bytes), max_pixels)
+    if hasattr(path_or_bytes, "read"):
+        return _parse(_open_file_source(path_or_bytes), max_pixels)
+    path = os.fspath(path_or_bytes)
+    try:
+        with open(path, "rb") as fp:
+            stat = os.fstat(fp.fileno())
+            ssb = _parse(_FileSource(fp, name=os.fsdecode(path)), max_pixels)
+    except OSError as exc:
+        raise SsicError(f"cannot read {os.fsdecode(path)}: {exc.strerror or exc}") from None
+    ssb._source = _PathSource(path, stat)
+    return ssb
+
+
+def flag_words(flags: int) -> list[str]:
+    """Group flags as words: ``["present" | "absent", "sealed"?, "scrambled"?]``.
+
+    >>> flag_words(FLAG_SEALED)
+    ['absent', 'sealed']
+    """
+    words = ["present" if flags & FLAG_PRESENT else "absent"]
+    words += ["sealed"] * bool(flags & FLAG_SEALED) + ["scrambled"] * bool(flags & FLAG_SCRAMBLED)
+    return words
+
+
+def describe(ssb: SsbFile) -> dict:
+    """A JSON-able summary (what ``ssic inspect --json`` prints).
+
+    ``bpp`` is the whole file's size in bits per image pixel; a group's ``bytes`` is its section.
+
+    >>> from ssic_cli.mask import single_group
+    >>> h = header_from_mask(64, 48, 3, single_group(64, 48), "tiny", bytes(16), 4.0)
+    >>> d = describe(read_ssb(dump_ssb(h, [b"abc"])))
+    >>> d["groups"][0]["bytes"], d["groups"][0]["flags"], d["total_bytes"] == d["header_bytes"] + 3
+    (3, ['present'], True)
+    """
+    h = ssb.header
+    return {
+        "format": "ssb",
+        "version": VERSION,
+        "width": h.width,
+        "height": h.height,
+        "channels": h.channels,
+        "block_size": h.block_size,
+        "model_id": h.model_id,
+        "weights_hash": h.weights_hash.hex(),
+        "quality": h.quality,
+        "total_bytes": ssb.file_size,
+        "header_bytes": ssb.header_size,
+        "bpp": ssb.file_size * 8 / (h.width * h.height),
+        "groups": [{"name": g.name, "label": g.label, "bbox": list(g.bbox),
+                    "blocks": g.block_count, "bytes": ssb.index[i][1], "flags": flag_words(g.flags)}
+                   for i, g in enumerate(h.groups)],
+    }
+
+
+# ---------------------------------------------------------------------- parsing, in detail
+
+
+def _parse(src, max_pixels: int) -> SsbFile:
+    """Structure first (lengths vs the bytes present), then the header CRC, then the meaning."""
+    cur = _Cursor(src)
+    _check_magic(src)
+    cur.pos = len(MAGIC)
+    (version,) = cur.unpack(_U16)
+    if version != VERSION:
+        raise FormatError(f"unsupported .ssb version {version} (this ssic reads version {VERSION})")
+    width, height, block_size, channels = cur.unpack(_IMAGE)
+    model_id = cur.blob(_U8, MAX_TEXT_BYTES, "model id")
+    weights_hash, quality, file_flags = cur.unpack(_CODING)
+    (count,) = cur.unpack(_U16)
+    if not 1 <= count <= MAX_GROUPS:
+        raise FormatError(f"group count {count} is out of range (1..{MAX_GROUPS})")
+    raw_groups = [_read_raw_group(cur, i) for i in range(count)]
+    (mask_len,) = cur.unpack(_U32)
+    mask_at = cur.skip(mask_len)
+    index = [cur.unpack(_INDEX_ENTRY) for _ in range(count)]
+    crc_at = cur.pos
+    (stored_crc,) = cur.unpack(_U32)
+    if src.crc(0, crc_at) != stored_crc:
+        raise FormatError("header checksum mismatch: the file is damaged")
+
+    if file_flags:
+        raise FormatError(f"file uses features this ssic does not know (file flags "
+                          f"0x{file_flags:08x}); a newer ssic may read it")
+    _check_image(width, height, block_size, channels, max_pixels)
+    rows, cols = grid_shape(width, height, block_size)
+    if mask_len > rows * cols + (rows * cols >> 8) + 64:    # more than zlib could ever need
+        raise FormatError(f"block mask is {mask_len} bytes, too large for "
+                          f"{_dims((rows, cols))} blocks")
+    ids = decode_block_ids(src.read(mask_at, mask_len), rows, cols, count)
+    header = SsbHeader(width, height, block_size, channels, _decode_text(model_id, "model id"),
+                       weights_hash, quality, [_decode_group(i, *raw) for i, raw in
+                                               enumerate(raw_groups)], ids)
+    _check_header(header, max_pixels)
+    _check_index(header.groups, index, src.size - cur.pos)
+    return SsbFile(header, [tuple(e) for e in index], cur.pos, src.size, src)
+
+
+class _Cursor:
+    """Walks the header, checking each length against the bytes that remain before reading."""
+
+    def __init__(self, src):
+        self.src, self.pos = src, 0
+
+    def need(self, n: int) -> None:
+        if self.pos + n > self.src.size:
+            raise FormatError(f"file is truncated (header needs {self.pos + n} bytes, "
+                              f"file has {self.src.size})")
+
+    def take(self, n: int) -> bytes:
+        self.need(n)
+        data = self.src.read(self.pos, n)
+        self.pos += n
+        return data
+
+    def skip(self, n: int) -> int:
+        self.need(n)
+        self.pos += n
+        return self.pos - n
+
+    def unpack(self, st: struct.Struct) -> tuple:
+        return st.unpack(self.take(st.size))
+
+    def blob(self, length: struct.Struct, limit: int, what: str) -> bytes:
+        (n,) = self.unpack(length)
+        if n > limit:
+            raise FormatError(f"{what} is {n} bytes long, over the limit of {limit}")
+        return self.take(n)
+
+
+def _read_raw_group(cur: _Cursor, i: int) -> tuple:
+    name = cur.blob(_U8, MAX_TEXT_BYTES, f"name of group #{i}")
+    label = cur.blob(_U8, MAX_TEXT_BYTES, f"label of group #{i}")
+    *bbox, blocks, flags = cur.unpack(_GROUP_FIXED)
+    params = cur.blob(_U16, MAX_PARAMS_BYTES, f"params of group #{i}")
+    return name, label, tuple(bbox), blocks, flags, params
+
+
+def _decode_group(i: int, name: bytes, label: bytes, bbox: tuple, blocks: int, flags: int,
+                  params: bytes) -> GroupEntry:
+    return GroupEntry(_decode_text(name, f"name of group #{i}"),
+                      _decode_text(label, f"label of group #{i}"), bbox, blocks, flags, params)
+
+
+def _check_magic(src) -> None:
+    head = src.read(0, min(src.size, len(MAGIC) + 2))
+    if head[:len(MAGIC)] == MAGIC:
+        return
+    if not head:
+        raise FormatError("not an .ssb file (the file is empty)")
+    if len(head) < len(MAGIC) and MAGIC.startswith(head):
+        raise FormatError(f"file is truncated (header needs {len(MAGIC)} bytes, "
+                          f"file has {len(head)})")
+    for damaged in (MAGIC.replace(b"\r\n", b"\n"), MAGIC.replace(b"\n", b"\r\n")):
+        if head.startswith(damaged):
+            raise FormatError("not a valid .ssb file: its line endings were converted "
+                              "(copied in text mode); copy it again as binary")
+    raise FormatError("not an .ssb file")
+
+
+def _check_index(groups: list[GroupEntry], index: list[tuple], payload_size: int) -> None:
+    """Sections are the present groups' bytes, in group order, back to back, to the end of file.
+
+    So the index can never point outside the file, sections never overlap, and a file from
+    ``extract`` holds no hidden bytes of the groups it dropped.
+    """
+    expected = 0
+    for g, (offset, length, crc) in zip(groups, index):
+        if not g.present:
+            if (offset, length, crc) != (0, 0, 0):
+                raise FormatError(f"section index is inconsistent: absent group {g.name!r} "
+                                  "has an entry")
+            continue
+        if offset != expected:
+            raise FormatError(f"section index is inconsistent: group {g.name!r} starts at "
+                              f"payload offset {offset}, expected {expected}")
+        expected += length
+    if expected > payload_size:
+        raise FormatError(f"file is truncated (sections need {expected} bytes after the header, "
+                          f"file has {payload_size})")
+    if expected < payload_size:
+        raise FormatError(f"file has {payload_size - expected} unexpected bytes after the last "
+                          "section")
+
+
+# ------------------------------------------------------------- checks shared by both sides
+
+
+def _check_header(h: SsbHeader, max_pixels: Optional[int]) -> None:
+    """Everything ``read_ssb`` requires of a header; ``dump_ssb`` runs it too."""
+    _check_image(h.width, h.height, h.block_size, h.channels, max_pixels)
+    _check_text(h.model_id, "model id", allow_empty=False)
+    if len(h.weights_hash) != HASH_BYTES:
+        raise FormatError(f"weights hash must be {HASH_BYTES} bytes, got {len(h.weights_hash)}")
+    lo, hi = QUALITY_RANGE
+    if not lo <= h.quality <= hi:
+        raise FormatError(f"quality {h.quality} is out of range ({lo}..{hi})")
+    if not 1 <= len(h.groups) <= MAX_GROUPS:
+        raise FormatError(f"group count {len(h.groups)} is out of range (1..{MAX_GROUPS})")
+    _check_block_ids(h)
+    names = [g.name for g in h.groups]
+    for i, g in enumerate(h.groups):
+        _check_text(g.name, f"name of group #{i}", allow_empty=False)
+        _check_text(g.label, f"label of group #{i}", allow_empty=True)
+        if g.name in names[:i]:
+            raise FormatError(f"group name {g.name!r} is used twice")
+    gm = h.group_mask()
+    counts = np.bincount(h.block_ids.ravel(), minlength=len(h.groups))
+    for i, g in enumerate(h.groups):
+        _check_group(g, gm, i, int(counts[i]), h.width, h.height)
+
+
+def _check_image(width: int, height: int, block_size: int, channels: int,
+                 max_pixels: Optional[int]) -> None:
+    if not (0 < width <= 0xFFFFFFFF and 0 < height <= 0xFFFFFFFF):
+        raise FormatError(f"image size {width}×{height} is invalid "
+                          "(each side must be 1..4294967295 pixels)")
+    if max_pixels is not None and width * height > max_pixels:
+        raise FormatError(f"image is {width}×{height}, over the limit of {max_pixels} pixels")
+    if block_size not in BLOCK_SIZES:
+        raise FormatError(f"block size {block_size} is not supported "
+                          f"({', '.join(map(str, BLOCK_SIZES))})")
+    if channels not in CHANNELS:
+        raise FormatError(f"channel count {channels} is not supported (1 or 3)")
+
+
+def _check_block_ids(h: SsbHeader) -> None:
+    ids, want = h.block_ids, grid_shape(h.width, h.height, h.block_size)
+    if ids.shape != want:
+        raise FormatError(f"block mask is {_dims(ids.shape)} blocks, a {h.width}×{h.height} image "
+                          f"with {h.block_size}-pixel blocks needs {_dims(want)}")
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise FormatError(f"block mask must hold integers, got {ids.dtype}")
+    if int(ids.min()) < 0 or int(ids.max()) >= len(h.groups):
+        raise FormatError("block mask refers to a group missing from the group table")
+
+
+def _check_group(g: GroupEntry, gm: GroupMask, i: int, blocks: int, width: int,
+                 height: int) -> None:
+    what = f"group {g.name!r}"
+    if not 0 <= g.flags <= 0xFF or g.flags & ~KNOWN_GROUP_FLAGS:
+        raise FormatError(f"{what} has unknown flags 0x{g.flags:02x}; a newer ssic may read it")
+    if len(g.params) > MAX_PARAMS_BYTES:
+        raise FormatError(f"params of {what} are {len(g.params)} bytes, over the limit of "
+                          f"{MAX_PARAMS_BYTES}")
+    if g.block_count != blocks:
+        raise FormatError(f"{what} has {g.block_count} blocks in the group table but {blocks} "
+                          "in the block mask")
+    if len(g.bbox) != 4:
+        raise FormatError(f"{what} has bbox {g.bbox}; it needs 4 numbers (x0, y0, x1, y1)")
+    x0, y0, x1, y1 = g.bbox
+    if blocks and not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+        raise FormatError(f"{what} has bbox {g.bbox}, outside the {width}×{height} image")
+    want = gm.bbox_pixels(i, width, height)
+    if g.bbox != want:
+        raise FormatError(f"{what} has bbox {g.bbox} but its blocks cover {want}")
+
+
+def _check_text(s: str, what: str, *, allow_empty: bool) -> bytes:
+    """Names are short, printable, NFC (so what a user types matches) and not padded."""
+    if not isinstance(s, str):
+        raise TypeError(f"{what} must be a str, got {type(s).__name__}")
+    try:
+        raw = s.encode("utf-8")
+    except UnicodeEncodeError:
+        raise FormatError(f"{what} is not valid Unicode") from None
+    if not raw and not allow_empty:
+        raise FormatError(f"{what} is empty")
+    if len(raw) > MAX_TEXT_BYTES:
+        raise FormatError(f"{what} is {len(raw)} bytes long in UTF-8, over the limit of "
+                          f"{MAX_TEXT_BYTES}")
+    bad = next((c for c in s if unicodedata.category(c) in _FORBIDDEN_CATEGORIES), None)
+    if bad is not None:
+        raise FormatError(f"{what} {s!r} contains the control character U+{ord(bad):04X}")
+    if s != s.strip():
+        raise FormatError(f"{what} {s!r} starts or ends with white space")
+    if not unicodedata.is_normalized("NFC", s):
+        raise FormatError(f"{what} {s!r} is not in Unicode normal form NFC")
+    return raw
+
+
+def _decode_text(raw: bytes, what: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FormatError(f"{what} is not valid UTF-8") from None
+
+
+def _pack_text(s: str) -> bytes:
+    raw = s.encode("utf-8")       # already checked by _check_header
+    return _U8.pack(len(raw)) + raw
+
+
+def _as_float32(value: float) -> float:
+    """The shortest decimal with the same float32 as ``value`` (1.3 stays 1.3, not 1.2999…)."""
+    with np.errstate(over="ignore"):
+        return float(str(np.float32(value)))
+
+
+def _dims(shape: tuple) -> str:
+    return "×".join(str(n) for n in shape)
+
+
+# ------------------------------------------------------------------------ byte sources
+
+
+class _MemorySource:
+    def __init__(self, data):
+        self._view = memoryview(data).cast("B")
+        self.size = len(self._view)
+
+    def read(self, offset: int, n: int) -> bytes:
+        return bytes(self._view[offset:offset + n])
+
+    def crc(self, offset: int, n: int) -> int:
+        return zlib.crc32(self._view[offset:offset + n])
+
+
+class _FileSource:
+    """A seekable binary file; offsets count from where the file was when it was handed over."""
+
+    def __init__(self, fp, name: str = "the .ssb file"):
+        self._fp, self._name = fp, name
+        self._base = fp.tell()
+        self.size = fp.seek(0, os.SEEK_END) - self._base
+
+    def read(self, offset: int, n: int) -> bytes:
+        try:
+            self._fp.seek(self._base + offset)
+            return self._fp.read(n)
+        except (OSError, ValueError) as exc:     # ValueError: the file was closed
+            raise SsicError(f"cannot read {self._name}: {exc}") from None
+
+    def crc(self, offset: int, n: int, chunk: int = 1 << 20) -> int:
+        crc, end = 0, offset + n
+        while offset < end:
+            data = self.read(offset, min(chunk, end - offset))
+            if not data:
+                raise FormatError(f"{self._name} got shorter while it was being read")
+            crc, offset = zlib.crc32(data, crc), offset + len(data)
+        return crc
+
+
+def _open_file_source(fp) -> Union[_FileSource, _MemorySource]:
+    seekable = getattr(fp, "seekable", None)
+    if seekable is not None and seekable():
+        return _FileSource(fp)
+    return _MemorySource(fp.read())               # a pipe: read it whole
+
+
+class _PathSource:
+    """Re-opens the file for each section, and refuses if it changed since the header was read."""
+
+    def __init__(self, path, stat: os.stat_result):
+        self._path, self._stamp, self.size = path, _stamp(stat), stat.st_size
+
+    def read(self, offset: int, n: int) -> bytes:
+        name = os.fsdecode(self._path)
+        try:
+            with open(self._path, "rb") as fp:
+                if _stamp(os.fstat(fp.fileno())) != self._stamp:
+                    raise SsicError(f"{name} changed since it was opened; open it again")
+                fp.seek(offset)
+                return fp.read(n)
+        except OSError as exc:
+            raise SsicError(f"cannot read {name}: {exc.strerror or exc}") from None
+
+
+def _stamp(st: os.stat_result) -> tuple:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Temp file next to ``path`` (same file system), fsync, rename over; clean up on failure."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        # 0o666 through the umask gives the same permissions as a plain open(path, "wb").
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    except OSError as exc:
+        raise SsicError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as fp:
+            fp.write(data)
+            fp.flush()
+            os.fsync(fp.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise SsicError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename durable (POSIX); best effort, some systems cannot open directories."""
+    with contextlib.suppress(OSError, AttributeError):
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

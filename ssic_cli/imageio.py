@@ -1,0 +1,112 @@
+"""Reading input images and writing decoded ones, with the checks a codec front end needs."""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import SsicError
+
+DEFAULT_MAX_PIXELS = 100_000_000
+
+
+@dataclass
+class InputImage:
+    rgb: np.ndarray          # (H, W, 3) uint8
+    channels: int            # 1 for grayscale sources (decoded back to grayscale), else 3
+    note: str = ""           # what was done to the source (alpha dropped, 16 → 8 bit …)
+
+
+def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> InputImage:
+    """Open any Pillow-readable image, apply its EXIF orientation, and bring it to 8-bit RGB."""
+    path = Path(path)
+    if path.is_dir():
+        raise SsicError(f"{path} is a directory, not an image")
+    try:
+        with Image.open(path) as im:
+            if im.width * im.height > max_pixels:
+                raise SsicError(f"{path}: image is {im.width}×{im.height}, over the limit of {max_pixels} pixels")
+            if im.width == 0 or im.height == 0:
+                raise SsicError(f"{path}: image has zero size")
+            im.load()
+            return _to_rgb(ImageOps.exif_transpose(im))
+    except SsicError:
+        raise
+    except FileNotFoundError:
+        raise SsicError(f"{path}: no such file") from None
+    except PermissionError:
+        raise SsicError(f"{path}: permission denied") from None
+    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise SsicError(f"{path}: not a readable image ({exc.__class__.__name__})") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise SsicError(f"{path}: cannot read image ({exc})") from None
+
+
+def _to_rgb(im: Image.Image) -> InputImage:
+    note = ""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(im, dtype=np.uint32)
+        arr = (arr >> 8) if arr.max(initial=0) > 255 else arr
+        gray = np.clip(arr, 0, 255).astype(np.uint8)
+        return InputImage(np.repeat(gray[..., None], 3, axis=2), 1, "16-bit samples reduced to 8 bits")
+    if im.mode == "F":
+        gray = np.clip(np.asarray(im), 0, 255).astype(np.uint8)
+        return InputImage(np.repeat(gray[..., None], 3, axis=2), 1, "float samples clipped to 8 bits")
+    if im.mode in ("1", "L", "LA") or (im.mode == "P" and _palette_is_gray(im)):
+        if "A" in im.mode or "transparency" in im.info:
+            note = "alpha channel discarded"
+        gray = np.asarray(im.convert("L"))
+        return InputImage(np.repeat(gray[..., None], 3, axis=2), 1, note)
+    if im.mode in ("RGBA", "PA") or "transparency" in im.info:
+        note = "alpha channel discarded"
+    elif im.mode.startswith("RGB") and im.mode != "RGB":
+        note = f"{im.mode} samples reduced to 8-bit RGB"
+    return InputImage(np.asarray(im.convert("RGB")).copy(), 3, note)
+
+
+def _palette_is_gray(im: Image.Image) -> bool:
+    pal = im.getpalette() or []
+    triples = np.array(pal[: len(pal) // 3 * 3]).reshape(-1, 3)
+    return bool(len(triples)) and bool((triples == triples[:, :1]).all())
+
+
+def save_image(img: Image.Image, path: Path, fmt: str | None = None) -> None:
+    """Write atomically: a temp file in the target directory, then rename."""
+    path = Path(path)
+    if not path.parent.exists():
+        raise SsicError(f"output directory {path.parent} does not exist")
+    fmt = fmt or Image.registered_extensions().get(path.suffix.lower(), "PNG")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            img.save(f, format=fmt)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, (OSError, ValueError, KeyError)):
+            raise SsicError(f"cannot write {path}: {exc}") from None
+        raise
+
+
+def write_bytes_atomic(data: bytes, path: Path) -> None:
+    path = Path(path)
+    if not path.parent.exists():
+        raise SsicError(f"output directory {path.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

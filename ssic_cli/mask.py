@@ -1,0 +1,327 @@
+"""Group masks: which block of the image belongs to which group, and how that map is stored.
+
+Pure numpy, no torch, no I/O. A ``GroupMask`` is the block grid of an image (``rows x cols``
+blocks of ``block_size`` pixels, the last row/column possibly partial) with one group index per
+block, plus the name and class of each group.
+"""
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import FormatError, SsicError
+
+BLOCK_SIZES = (16, 32, 64)
+MAX_GROUPS = 255
+BACKGROUND = "background"
+
+
+@dataclass
+class GroupMask:
+    block_size: int
+    ids: np.ndarray                      # (rows, cols) uint8, group index per block
+    names: list[str]                     # unique names users type: "person", "person#2", "background"
+    labels: list[str] = field(default_factory=list)   # class of each group ("" when unknown)
+
+    def __post_init__(self):
+        self.ids = np.ascontiguousarray(self.ids, dtype=np.uint8)
+        if not self.labels:
+            self.labels = [n.split("#")[0] for n in self.names]
+        if self.block_size not in BLOCK_SIZES:
+            raise SsicError(f"block size must be one of {BLOCK_SIZES}, got {self.block_size}")
+        if len(self.names) != len(set(self.names)):
+            raise SsicError("group names must be unique")
+        if self.ids.size and int(self.ids.max()) >= len(self.names):
+            raise SsicError("group mask refers to a group that has no name")
+
+    @property
+    def num_groups(self) -> int:
+        return len(self.names)
+
+    def block_count(self, group: int) -> int:
+        return int((self.ids == group).sum())
+
+    def bbox_blocks(self, group: int) -> tuple[int, int, int, int]:
+        """(row0, col0, row1, col1), half-open, of the blocks of ``group``; zeros if empty."""
+        rows, cols = np.nonzero(self.ids == group)
+        if rows.size == 0:
+            return (0, 0, 0, 0)
+        return (int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1)
+
+    def bbox_pixels(self, group: int, width: int, height: int) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1) in pixels, clipped to the image."""
+        r0, c0, r1, c1 = self.bbox_blocks(group)
+        b = self.block_size
+        return (c0 * b, r0 * b, min(c1 * b, width), min(r1 * b, height))
+
+    def index_of(self, name: str) -> int:
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise SsicError(f"unknown group {name!r}; this file has: {', '.join(self.names)}") from None
+
+
+def grid_shape(width: int, height: int, block_size: int) -> tuple[int, int]:
+    """(rows, cols) of the block grid covering a width x height image."""
+    return (-(-height // block_size), -(-width // block_size))
+
+
+def single_group(width: int, height: int, block_size: int = 32, name: str = BACKGROUND) -> GroupMask:
+    rows, cols = grid_shape(width, height, block_size)
+    return GroupMask(block_size, np.zeros((rows, cols), np.uint8), [name])
+
+
+def encode_block_ids(ids: np.ndarray) -> bytes:
+    """Lossless, compact coding of the block map (zlib of the uint8 grid, row-major)."""
+    return zlib.compress(np.ascontiguousarray(ids, np.uint8).tobytes(), 9)
+
+
+def decode_block_ids(data: bytes, rows: int, cols: int, num_groups: int) -> np.ndarray:
+    """Inverse of ``encode_block_ids``; checks size and group indices, never over-allocates."""
+    want = rows * cols
+    try:
+        d = zlib.decompressobj()
+        raw = d.decompress(data, want + 1)
+    except zlib.error as exc:
+        raise FormatError(f"block mask is corrupt ({exc})") from None
+    if len(raw) != want or d.unconsumed_tail or not d.eof or d.unused_data:
+        raise FormatError("block mask has the wrong size")
+    ids = np.frombuffer(raw, np.uint8).reshape(rows, cols).copy()
+    if want and int(ids.max()) >= num_groups:
+        raise FormatError("block mask refers to a group missing from the group table")
+    return ids
+
+
+# --------------------------------------------------------------------------------------------
+# Policy: detector regions -> GroupMask
+# --------------------------------------------------------------------------------------------
+
+OTHER = "other"
+GROUP_BY = ("class", "instance")
+
+
+def block_pixel_counts(width: int, height: int, block_size: int) -> np.ndarray:
+    """(rows, cols) int64: how many image pixels each block holds (edge blocks may be partial)."""
+    rows, cols = grid_shape(width, height, block_size)
+    heights = np.minimum(block_size, height - block_size * np.arange(rows))
+    widths = np.minimum(block_size, width - block_size * np.arange(cols))
+    return np.outer(heights, widths).astype(np.int64)
+
+
+def mask_block_counts(mask: np.ndarray, block_size: int) -> np.ndarray:
+    """(rows, cols) int64: how many pixels of the boolean H x W ``mask`` fall in each block."""
+    h, w = mask.shape
+    row_starts = np.arange(0, h, block_size)
+    col_starts = np.arange(0, w, block_size)
+    m = np.ascontiguousarray(mask, dtype=bool).view(np.uint8)
+    per_row = np.add.reduceat(m, row_starts, axis=0, dtype=np.int64)       # (rows, W)
+    return np.add.reduceat(per_row, col_starts, axis=1, dtype=np.int64)   # (rows, cols)
+
+
+def box_block_counts(box, width: int, height: int, block_size: int) -> np.ndarray:
+    """(rows, cols) int64: pixels of the half-open box (x0, y0, x1, y1) in each block, exactly."""
+    rows, cols = grid_shape(width, height, block_size)
+    x0, y0, x1, y1 = clip_box(box, width, height)
+    edges_y = np.minimum(block_size * np.arange(rows + 1), height)
+    edges_x = np.minimum(block_size * np.arange(cols + 1), width)
+    span_y = np.clip(np.minimum(edges_y[1:], y1) - np.maximum(edges_y[:-1], y0), 0, None)
+    span_x = np.clip(np.minimum(edges_x[1:], x1) - np.maximum(edges_x[:-1], x0), 0, None)
+    return np.outer(span_y, span_x).astype(np.int64)
+
+
+def clip_box(box, width: int, height: int) -> tuple[int, int, int, int]:
+    """Integer half-open box (holding a float one) clipped to the image; empty when x1 <= x0 or y1 <= y0."""
+    try:                                            # float boxes grow to whole pixels
+        x0, y0 = (math.floor(v) for v in box[:2])
+        x1, y1 = (math.ceil(v) for v in box[2:4])
+    except (TypeError, ValueError, OverflowError):
+        raise SsicError(f"a box must be 4 finite numbers (x0, y0, x1, y1), got {box!r}") from None
+    return (max(0, min(x0, width)), max(0, min(y0, height)),
+            max(0, min(x1, width)), max(0, min(y1, height)))
+
+
+def region_pixels(region, width: int, height: int) -> np.ndarray:
+    """Boolean H x W footprint of a region: its mask if it has one, else its box."""
+    if region.mask is not None:
+        return np.asarray(region.mask, dtype=bool)
+    x0, y0, x1, y1 = clip_box(region.box, width, height)
+    out = np.zeros((height, width), bool)
+    out[y0:y1, x0:x1] = True
+    return out
+
+
+def _region_block_counts(region, width: int, height: int, block_size: int) -> np.ndarray:
+    if region.mask is not None:
+        return mask_block_counts(region.mask, block_size)
+    return box_block_counts(region.box, width, height, block_size)
+
+
+def _check_region(region, width: int, height: int) -> bool:
+    """Validate one region; False when it covers no pixel (it is then ignored)."""
+    if region.mask is not None:
+        shape = np.shape(region.mask)
+        if shape != (height, width):
+            raise SsicError(f"region {region.label!r} has a {shape[1] if len(shape) > 1 else '?'}x"
+                            f"{shape[0] if shape else '?'} mask; the image is {width}x{height}")
+        return bool(np.any(region.mask))
+    x0, y0, x1, y1 = clip_box(region.box, width, height)
+    return x1 > x0 and y1 > y0
+
+
+def _normalise_classes(classes) -> set[str] | None:
+    if classes is None:
+        return None
+    if isinstance(classes, str):
+        classes = classes.split(",")
+    wanted = {c.strip() for c in classes if c and c.strip()}
+    return wanted or None
+
+
+def _instance_order(regions: list) -> list:
+    """Deterministic instance numbering within one class: given numbers first, then by score
+    (highest first), then top-to-bottom, left-to-right."""
+    return sorted(regions, key=lambda r: (r.instance <= 0, r.instance, -float(r.score),
+                                          tuple(int(v) for v in r.box)))
+
+
+def _group_regions(regions: list, group_by: str) -> list[tuple[str, str, list]]:
+    """[(name, label, regions)] in a stable order: by class name, then instance number."""
+    by_label: dict[str, list] = {}
+    for r in regions:
+        by_label.setdefault(r.label, []).append(r)
+    groups = []
+    for label in sorted(by_label):
+        members = _instance_order(by_label[label])
+        if group_by == "class":
+            groups.append((label, label, members))
+        else:
+            for k, r in enumerate(members, start=1):
+                groups.append((label if k == 1 else f"{label}#{k}", label, [r]))
+    return groups
+
+
+def _group_coverage(members: list, width: int, height: int, block_size: int,
+                    block_pixels: np.ndarray, merge_overlaps: bool) -> tuple[np.ndarray, int]:
+    """(coverage fraction per block, total pixel area) of one group's regions."""
+    if len(members) == 1:
+        counts = _region_block_counts(members[0], width, height, block_size)
+    elif merge_overlaps:     # union of the footprints: overlapping pixels count once
+        union = np.zeros((height, width), bool)
+        for r in members:
+            union |= region_pixels(r, width, height)
+        counts = mask_block_counts(union, block_size)
+    else:                    # each region on its own; a block takes its best-covering region
+        counts = np.max([_region_block_counts(r, width, height, block_size) for r in members], axis=0)
+    return counts / block_pixels, int(counts.sum())
+
+
+def regions_to_group_mask(regions, width: int, height: int, block_size: int = 32,
+                          coverage: float = 0.0, group_by: str = "class", classes=None,
+                          min_score: float = 0.0, max_groups: int = 32,
+                          merge_overlaps: bool = True) -> GroupMask:
+    """Turn detector regions into a block-level ``GroupMask`` (the policy; pure numpy).
+
+    The image of ``width`` x ``height`` pixels is cut into ``rows x cols`` blocks of
+    ``block_size`` (see ``grid_shape``; the last row/column may be partial).
+
+    1. **Filter.** Regions scoring below ``min_score``, whose label is not in ``classes``
+       (an iterable of class names or a comma-separated string; ``None`` keeps all), labelled
+       ``background``, or covering no pixel are dropped.
+    2. **Group.** ``group_by="class"``: one group per class, named after it (``person``);
+       all instances of a class, overlapping or not, share it (paper Fig. 4a/4b).
+       ``group_by="instance"``: one group per instance, kept apart even where instances
+       overlap (Fig. 4c), named ``person``, ``person#2``, … Instances are numbered by their
+       ``Region.instance`` when set, else by descending score, then top-left position.
+    3. **Coverage.** A group claims a block when its regions cover *more than* ``coverage``
+       (a fraction in [0, 1]; 1.0 means fully covered blocks only) of the block's image
+       pixels (partial edge blocks count their in-image pixels). The default 0.0 means any overlap,
+       so no ROI pixel is ever left outside its group's blocks (unless another group wins the
+       block, see 4). Regions use their pixel mask when they have one, else their box.
+       ``merge_overlaps`` says how one group's regions combine: True (default) measures the
+       union of their footprints (overlaps merged, counted once); False measures each region
+       alone and takes the best. It only matters when a group holds several regions (class
+       grouping) and ``coverage`` > 0.
+    4. **Conflicts.** A block claimed by several groups goes to the one covering the largest
+       fraction of it; ties go to the group with the smaller total area (so small objects are
+       not swallowed by large ones), then to the earlier name in sorted order. Deterministic.
+       A group left with no block is dropped (its pixels are in the winners' blocks).
+    5. **Background.** Blocks no group claims form ``background``, always group 0 when
+       present; with no regions the mask is the single group ``background``.
+    6. **Cap.** At most ``max_groups`` groups (background included, 1..255). Beyond that the
+       groups with the most blocks are kept (ties: name order) and the rest are merged into
+       one group named ``other`` (label ``other``) so they stay separable from background.
+       ``max_groups=1`` gives the single group ``background``.
+
+    Groups are ordered: ``background``, then by class name and instance number (``other``
+    last). Returns ``GroupMask(block_size, ids, names, labels)``.
+    """
+    width, height, block_size = int(width), int(height), int(block_size)
+    if width <= 0 or height <= 0:
+        raise SsicError(f"image size must be positive, got {width}x{height}")
+    if block_size not in BLOCK_SIZES:
+        raise SsicError(f"block size must be one of {BLOCK_SIZES}, got {block_size}")
+    if not 0.0 <= coverage <= 1.0:
+        raise SsicError(f"coverage must be in [0, 1], got {coverage}")
+    if group_by not in GROUP_BY:
+        raise SsicError(f"group_by must be one of {GROUP_BY}, got {group_by!r}")
+    if not 1 <= int(max_groups) <= MAX_GROUPS:
+        raise SsicError(f"max_groups must be in 1..{MAX_GROUPS}, got {max_groups}")
+    max_groups = int(max_groups)
+    wanted = _normalise_classes(classes)
+
+    kept = [r for r in regions
+            if float(r.score) >= min_score
+            and r.label != BACKGROUND
+            and (wanted is None or r.label in wanted)
+            and _check_region(r, width, height)]
+
+    rows, cols = grid_shape(width, height, block_size)
+    block_pixels = block_pixel_counts(width, height, block_size)
+    groups = _group_regions(kept, group_by)
+    if not groups:
+        return single_group(width, height, block_size)
+
+    covs, areas = zip(*(_group_coverage(m, width, height, block_size, block_pixels, merge_overlaps)
+                        for _, _, m in groups))
+    cov = np.stack(covs)                                               # (G, rows, cols)
+    claimed = (cov >= 1.0) if coverage >= 1.0 else (cov > coverage) & (cov > 0)
+    # Conflict order: smaller area first, then name order; argmax keeps the first maximum.
+    order = sorted(range(len(groups)), key=lambda g: (areas[g], groups[g][0]))
+    ranked = np.where(claimed, cov, -1.0)[order]                       # (G, rows, cols)
+    winner_rank = np.argmax(ranked, axis=0)
+    winner = np.asarray(order)[winner_rank]                            # group index per block
+
+    # Blocks per group, then drop empty groups and apply the cap.
+    owner = np.where(claimed.any(axis=0), winner, -1)                 # -1 = background
+    counts = [int((owner == g).sum()) for g in range(len(groups))]
+    alive = [g for g in range(len(groups)) if counts[g] > 0]
+    has_background = bool((owner < 0).any())
+    if max_groups == 1:
+        return single_group(width, height, block_size)
+    budget = max_groups - int(has_background)          # >= 1 slots for object groups
+    extra: list[int] = []
+    if len(alive) > budget:                            # keep the biggest, one slot for "other"
+        by_size = sorted(alive, key=lambda g: (-counts[g], groups[g][0]))
+        alive, extra = sorted(by_size[:budget - 1]), by_size[budget - 1:]
+
+    names: list[str] = []
+    labels: list[str] = []
+    ids = np.zeros((rows, cols), np.uint8)
+    if has_background:
+        names.append(BACKGROUND)
+        labels.append(BACKGROUND)
+    for g in alive:
+        ids[owner == g] = len(names)
+        names.append(groups[g][0])
+        labels.append(groups[g][1])
+    if extra:
+        if OTHER not in names:
+            names.append(OTHER)
+            labels.append(OTHER)
+        target = names.index(OTHER)
+        for g in extra:
+            ids[owner == g] = target
+    return GroupMask(block_size, ids, names, labels)

@@ -1,0 +1,198 @@
+"""Group-independent building blocks (paper §3.3–3.4).
+
+Every layer here mixes information only between positions of the same group:
+
+* ``Downsample`` / ``Upsample``: pixel-(un)shuffle by 2 + a 1×1 (``nn.Linear``) projection; a
+  2×2 patch never straddles two groups because block sizes are multiples of 16.
+* ``GISwinBlock``: Swin window attention whose logits get a −∞ bias between tokens of different
+  groups, in regular and shifted windows; LayerNorm and MLP act on single tokens.
+
+Tensors are channels-last, ``(N, H, W, C)``; group keys are integer maps ``(N, H, W)``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# Key of positions outside the image (canvas padding): they form a group of their own.
+PAD_KEY = -1
+# Number of distinct regions of a shifted-window partition (Swin's 3×3 slices).
+_SHIFT_REGIONS = 9
+
+
+def window_partition(x: torch.Tensor, ws: int) -> torch.Tensor:
+    """(N, H, W, ...) -> (N·H/ws·W/ws, ws·ws, ...)."""
+    n, h, w = x.shape[:3]
+    rest = x.shape[3:]
+    x = x.reshape(n, h // ws, ws, w // ws, ws, *rest)
+    x = x.transpose(2, 3)                                  # N, h', w', ws, ws, ...
+    return x.reshape(n * (h // ws) * (w // ws), ws * ws, *rest)
+
+
+def window_reverse(windows: torch.Tensor, ws: int, n: int, h: int, w: int) -> torch.Tensor:
+    """(N·H/ws·W/ws, ws·ws, C) -> (N, H, W, C)."""
+    c = windows.shape[-1]
+    x = windows.reshape(n, h // ws, w // ws, ws, ws, c).transpose(2, 3)
+    return x.reshape(n, h, w, c)
+
+
+def shift_region_ids(h: int, w: int, ws: int, shift: int, device=None) -> torch.Tensor:
+    """Swin's region labels (H, W) of the rolled frame: wrapped-around pieces get other labels."""
+    ids = torch.zeros(h, w, dtype=torch.long, device=device)
+    cut = (slice(0, -ws), slice(-ws, -shift), slice(-shift, None))
+    label = 0
+    for hs in cut:
+        for wsl in cut:
+            ids[hs, wsl] = label
+            label += 1
+    return ids
+
+
+def group_attention_mask(keys: torch.Tensor, ws: int, shift: int) -> torch.Tensor:
+    """Boolean "may attend" mask (N·nW, T, T) for windows of ``ws`` over group keys (N, H, W).
+
+    With ``shift > 0`` the keys are rolled like the features and combined with Swin's region
+    labels (key·9 + region), so wrapped-around tokens never see each other either.
+    Every token sees itself, so no row of the mask is empty.
+    """
+    if shift:
+        keys = torch.roll(keys, shifts=(-shift, -shift), dims=(1, 2))
+        region = shift_region_ids(keys.shape[1], keys.shape[2], ws, shift, keys.device)
+        keys = keys * _SHIFT_REGIONS + region
+    kw = window_partition(keys, ws)                         # (N·nW, T)
+    return kw[:, :, None] == kw[:, None, :]
+
+
+def attention_bias(allowed: torch.Tensor) -> torch.Tensor:
+    """0 where allowed, −inf elsewhere; shape (N·nW, 1, T, T) to broadcast over heads."""
+    bias = torch.zeros(allowed.shape, dtype=torch.float32, device=allowed.device)
+    return bias.masked_fill_(~allowed, float("-inf")).unsqueeze(1)
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention inside windows, with relative position bias and a group bias."""
+
+    def __init__(self, dim: int, heads: int, ws: int):
+        super().__init__()
+        self.heads, self.ws = heads, ws
+        self.scale = (dim // heads) ** -0.5
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.rel_table = nn.Parameter(torch.zeros((2 * ws - 1) ** 2, heads))
+        nn.init.trunc_normal_(self.rel_table, std=0.02)
+        coords = torch.stack(torch.meshgrid(torch.arange(ws), torch.arange(ws), indexing="ij")).flatten(1)
+        rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (ws - 1)
+        self.register_buffer("rel_index", rel[..., 0] * (2 * ws - 1) + rel[..., 1], persistent=False)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """x: (N·nW, T, C); bias: (N·nW, 1, T, T) of 0 / −inf."""
+        b, t, c = x.shape
+        qkv = self.qkv(x).reshape(b, t, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]                    # (b, heads, T, hd)
+        rel = self.rel_table[self.rel_index.reshape(-1)].reshape(t, t, self.heads).permute(2, 0, 1)
+        logits = (q * self.scale) @ k.transpose(-2, -1)
+        logits = logits.float() + rel.unsqueeze(0) + bias
+        attn = logits.softmax(dim=-1).to(v.dtype)
+        out = (attn @ v).transpose(1, 2).reshape(b, t, c)
+        return self.proj(out)
+
+
+class GISwinBlock(nn.Module):
+    """GI Swin-Block: (shifted) window attention restricted to each group, then a token MLP."""
+
+    def __init__(self, dim: int, heads: int, ws: int = 8, shift: bool = False, mlp_ratio: float = 2.0):
+        super().__init__()
+        self.ws, self.shift = ws, (ws // 2 if shift else 0)
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = WindowAttention(dim, heads, ws)
+        self.norm2 = nn.LayerNorm(dim)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """x: (N, H, W, C) with H, W multiples of the window; keys: (N, H, W) group keys."""
+        n, h, w, c = x.shape
+        bias = attention_bias(group_attention_mask(keys, self.ws, self.shift))
+        y = self.norm1(x)
+        if self.shift:
+            y = torch.roll(y, shifts=(-self.shift, -self.shift), dims=(1, 2))
+        y = self.attn(window_partition(y, self.ws), bias)
+        y = window_reverse(y, self.ws, n, h, w)
+        if self.shift:
+            y = torch.roll(y, shifts=(self.shift, self.shift), dims=(1, 2))
+        x = x + y
+        return x + self.mlp(self.norm2(x))
+
+
+class TokenMLP(nn.Module):
+    """Residual per-token MLP: the cheap stand-in for attention at the finest stage."""
+
+    def __init__(self, dim: int, mlp_ratio: float = 2.0):
+        super().__init__()
+        hidden = int(dim * mlp_ratio)
+        self.norm = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        return x + self.mlp(self.norm(x))
+
+
+class GIStage(nn.Module):
+    """``depth`` GI Swin blocks alternating regular and shifted windows.
+
+    ``depth == 0`` means one token MLP instead: on 2 CPU cores, attention at 1/2 resolution
+    costs as much as all other stages together for little gain.
+    """
+
+    def __init__(self, dim: int, depth: int, heads: int, ws: int = 8):
+        super().__init__()
+        if depth == 0:
+            self.blocks = nn.ModuleList([TokenMLP(dim)])
+        else:
+            self.blocks = nn.ModuleList(GISwinBlock(dim, heads, ws, shift=i % 2 == 1) for i in range(depth))
+
+    def forward(self, x: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        for blk in self.blocks:
+            x = blk(x, keys)
+        return x
+
+
+def pixel_unshuffle(x: torch.Tensor, r: int = 2) -> torch.Tensor:
+    """(N, H, W, C) -> (N, H/r, W/r, C·r²), channels-last."""
+    return F.pixel_unshuffle(x.permute(0, 3, 1, 2), r).permute(0, 2, 3, 1)
+
+
+def pixel_shuffle(x: torch.Tensor, r: int = 2) -> torch.Tensor:
+    """(N, H, W, C·r²) -> (N, H·r, W·r, C), channels-last."""
+    return F.pixel_shuffle(x.permute(0, 3, 1, 2), r).permute(0, 2, 3, 1)
+
+
+class Downsample(nn.Module):
+    """Pixel-unshuffle ×2 + 1×1 projection (group-safe: a 2×2 patch lies in one block)."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.proj = nn.Linear(4 * cin, cout)
+
+    def forward(self, x):
+        return self.proj(pixel_unshuffle(x))
+
+
+class Upsample(nn.Module):
+    """1×1 projection + pixel-shuffle ×2."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.proj = nn.Linear(cin, 4 * cout)
+
+    def forward(self, x):
+        return pixel_shuffle(self.proj(x))
+
+
+def keys_at_scale(block_keys: torch.Tensor, block_size: int, scale: int) -> torch.Tensor:
+    """Block-level keys (N, R, C) -> keys at 1/scale resolution (N, R·B/scale, C·B/scale)."""
+    rep = block_size // scale
+    if rep == 1:
+        return block_keys
+    return block_keys.repeat_interleave(rep, dim=1).repeat_interleave(rep, dim=2)

@@ -1,0 +1,89 @@
+"""Analysis / synthesis transforms g_a, g_s and the per-group hyper transforms h_a, h_s.
+
+::
+
+    x (N,H,W,3) ─Down→C0─GI─Down→C1─GI─Down→C2─GI─Down→M─GI─► y (N,H/16,W/16,M)
+    ŷ ─GI─Up→C2─GI─Up→C1─GI─Up→C0─GI─Up→3──► x̂
+
+The hyper path runs once per group (``group`` masks everything else to zero) so that ẑ_g,
+coded in group g's section, is all the decoder needs to rebuild g's entropy parameters.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from .layers import Downsample, GIStage, Upsample, keys_at_scale, pixel_shuffle, pixel_unshuffle
+
+
+class AnalysisTransform(nn.Module):
+    def __init__(self, dims: tuple[int, ...], depths: tuple[int, ...], heads: tuple[int, ...], ws: int):
+        super().__init__()
+        chans = (3,) + tuple(dims)
+        self.downs = nn.ModuleList(Downsample(chans[i], chans[i + 1]) for i in range(len(dims)))
+        self.stages = nn.ModuleList(GIStage(d, n, h, ws) for d, n, h in zip(dims, depths, heads))
+
+    def forward(self, x: torch.Tensor, block_keys: torch.Tensor, block_size: int) -> torch.Tensor:
+        for i, (down, stage) in enumerate(zip(self.downs, self.stages)):
+            x = stage(down(x), keys_at_scale(block_keys, block_size, 2 ** (i + 1)))
+        return x
+
+
+class SynthesisTransform(nn.Module):
+    def __init__(self, dims: tuple[int, ...], depths: tuple[int, ...], heads: tuple[int, ...], ws: int):
+        super().__init__()
+        dims, depths, heads = tuple(reversed(dims)), tuple(reversed(depths)), tuple(reversed(heads))
+        chans = tuple(dims) + (3,)
+        self.stages = nn.ModuleList(GIStage(d, n, h, ws) for d, n, h in zip(dims, depths, heads))
+        self.ups = nn.ModuleList(Upsample(chans[i], chans[i + 1]) for i in range(len(dims)))
+
+    def forward(self, y: torch.Tensor, block_keys: torch.Tensor, block_size: int) -> torch.Tensor:
+        n = len(self.stages)
+        for i, (stage, up) in enumerate(zip(self.stages, self.ups)):
+            y = up(stage(y, keys_at_scale(block_keys, block_size, 2 ** (n - i))))
+        return y
+
+
+class HyperAnalysis(nn.Module):
+    """y (1/16) -> z_g (1/32) for one group at a time."""
+
+    def __init__(self, m: int, ch: int, z: int, heads: int, ws: int):
+        super().__init__()
+        self.inp = nn.Sequential(nn.Linear(m, ch), nn.GELU())
+        self.mix = GIStage(ch, 2, heads, ws)
+        self.out = nn.Sequential(nn.Linear(4 * ch, ch), nn.GELU(), nn.Linear(ch, z))
+
+    def features(self, y: torch.Tensor, keys16: torch.Tensor) -> torch.Tensor:
+        """Group-independent features at 1/16, shared by all groups' z."""
+        return self.mix(self.inp(y), keys16)
+
+    def group_latent(self, feats: torch.Tensor, in_group: torch.Tensor) -> torch.Tensor:
+        """z for the group whose 1/16 positions are ``in_group`` (N, H, W) bool."""
+        return self.out(pixel_unshuffle(feats * in_group.unsqueeze(-1).to(feats.dtype)))
+
+
+class HyperSynthesis(nn.Module):
+    """ẑ_g (1/32) for every group -> hyper features at 1/16."""
+
+    def __init__(self, z: int, ch: int, out: int, heads: int, ws: int):
+        super().__init__()
+        self.inp = nn.Sequential(nn.Linear(z, ch), nn.GELU(), nn.Linear(ch, 4 * ch))
+        self.mix = GIStage(ch, 2, heads, ws)
+        self.out = nn.Sequential(nn.GELU(), nn.Linear(ch, out))
+
+    def group_features(self, z_hat: torch.Tensor, in_group: torch.Tensor) -> torch.Tensor:
+        """Unshuffled features of one group, zero outside it: (N, H16, W16, ch)."""
+        return pixel_shuffle(self.inp(z_hat)) * in_group.unsqueeze(-1).to(z_hat.dtype)
+
+    def finish(self, composed: torch.Tensor, keys16: torch.Tensor) -> torch.Tensor:
+        return self.out(self.mix(composed, keys16))
+
+
+def touched(in_group: torch.Tensor) -> torch.Tensor:
+    """1/32 positions whose 2×2 footprint at 1/16 meets the group: (N, H/2, W/2) bool."""
+    n, h, w = in_group.shape
+    return in_group.reshape(n, h // 2, 2, w // 2, 2).any(dim=4).any(dim=2)
+
+
+__all__ = ["AnalysisTransform", "SynthesisTransform", "HyperAnalysis", "HyperSynthesis", "touched",
+           "keys_at_scale"]

@@ -1,0 +1,292 @@
+"""Training: random crops, random irregular group masks, variable rate, resumable.
+
+One run serves every quality: each sample draws q ∈ [1, 8] and is weighted by λ(q)
+(paper §4.1 for the masks; gained variable rate for the qualities). Checkpoints are written
+at a fixed wall-clock interval and on Ctrl-C / SIGTERM, so a run can always resume.
+Under ``torchrun`` (``WORLD_SIZE`` set) it runs DistributedDataParallel unchanged (gloo on CPU,
+nccl on GPU).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .model import build_model
+from .model import entropy as em
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm"}
+
+
+@dataclass
+class TrainOptions:
+    data: Path
+    out: Path
+    model_id: str = "ssic-tiny"
+    crop: int = 128
+    batch: int = 16
+    lr: float = 2e-4
+    warmup_steps: int = 300
+    max_steps: int = 10**9
+    max_hours: float = 1e9                # wall-clock budget of this invocation
+    checkpoint_minutes: float = 8.0
+    eval_dir: Path | None = None          # e.g. Kodak: evaluated with real bitstreams
+    eval_minutes: float = 30.0
+    eval_qualities: tuple[float, ...] = (2.0, 5.0, 8.0)
+    eval_limit: int = 4                   # images of eval_dir used by the periodic evaluation
+    single_group_fraction: float = 0.5
+    seed: int = 0
+    threads: int = 0                      # 0: torch default
+    progress: bool = True
+
+
+# ----- data ------------------------------------------------------------------------------------
+def list_images(folder: Path) -> list[Path]:
+    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise SystemExit(f"no images found under {folder}")
+    return files
+
+
+class CropSampler:
+    """Random crops with flips from a folder of images; small images are upscaled to fit."""
+
+    def __init__(self, files: list[Path], crop: int, rng: np.random.Generator):
+        self.files, self.crop, self.rng = files, crop, rng
+        self.cache: dict[Path, np.ndarray] = {}
+
+    def _load(self, path: Path) -> np.ndarray:
+        img = self.cache.get(path)
+        if img is None:
+            with Image.open(path) as im:
+                im = im.convert("RGB")
+                if min(im.size) < self.crop:
+                    s = self.crop / min(im.size)
+                    im = im.resize((max(self.crop, round(im.width * s)), max(self.crop, round(im.height * s))))
+                img = np.asarray(im)
+            if len(self.cache) < 4096:
+                self.cache[path] = img
+        return img
+
+    def sample(self) -> np.ndarray:
+        img = self._load(self.files[self.rng.integers(len(self.files))])
+        y = self.rng.integers(img.shape[0] - self.crop + 1)
+        x = self.rng.integers(img.shape[1] - self.crop + 1)
+        out = img[y:y + self.crop, x:x + self.crop]
+        if self.rng.random() < 0.5:
+            out = out[:, ::-1]
+        return out
+
+    def batch(self, n: int) -> torch.Tensor:
+        arr = np.stack([self.sample() for _ in range(n)]).astype(np.float32) / 255.0
+        return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
+
+
+def random_group_blocks(rows: int, cols: int, rng: np.random.Generator, max_groups: int = 5) -> np.ndarray:
+    """Irregular groups: seeds grown block by block (random flood fill), connected regions."""
+    groups = int(rng.integers(2, max_groups + 1))
+    ids = np.full((rows, cols), -1, np.int64)
+    frontier = []
+    for g in range(groups):
+        r, c = int(rng.integers(rows)), int(rng.integers(cols))
+        if ids[r, c] < 0:
+            ids[r, c] = g
+            frontier.append((r, c))
+    while frontier:
+        r, c = frontier.pop(int(rng.integers(len(frontier))))
+        for dr, dc in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+            rr, cc = r + dr, c + dc
+            if 0 <= rr < rows and 0 <= cc < cols and ids[rr, cc] < 0:
+                ids[rr, cc] = ids[r, c]
+                frontier.append((rr, cc))
+    _, ids = np.unique(ids, return_inverse=True)       # renumber 0..G-1
+    return ids.reshape(rows, cols)
+
+
+def random_masks(n: int, crop: int, rng: np.random.Generator, single_fraction: float) -> tuple[torch.Tensor, int]:
+    """Block keys (n, crop/B, crop/B) and the block size B ∈ {16, 32} for one batch."""
+    block = int(rng.choice([16, 32]))
+    side = crop // block
+    keys = np.zeros((n, side, side), np.int64)
+    for i in range(n):
+        if rng.random() >= single_fraction:
+            keys[i] = random_group_blocks(side, side, rng)
+    return torch.from_numpy(keys), block
+
+
+# ----- loop ------------------------------------------------------------------------------------
+def rd_loss(out: dict, x: torch.Tensor, quality: torch.Tensor):
+    mse = ((out["x_hat"].float().clamp(0, 1) - x) ** 2).flatten(1).mean(1)
+    mse_raw = ((out["x_hat"].float() - x) ** 2).flatten(1).mean(1)
+    bpp = (out["bits_y"] + out["bits_z"]) / out["pixels"]
+    lam = em.quality_lambda(quality)
+    loss = (lam * 255.0 ** 2 * mse_raw + bpp).mean()
+    psnr = (10 * torch.log10(1.0 / mse.clamp(min=1e-10))).mean()
+    return loss, bpp.mean(), psnr
+
+
+def lr_at(step: int, opt: TrainOptions) -> float:
+    return opt.lr * min(1.0, (step + 1) / max(1, opt.warmup_steps))
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+class Stopper:
+    """Turns Ctrl-C / SIGTERM into a flag checked between steps (clean checkpoint, then exit)."""
+
+    def __init__(self):
+        self.stop = False
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, *_):
+        self.stop = True
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    rank = torch.distributed.get_rank() if world > 1 else 0
+    return rank, world
+
+
+def run(opt: TrainOptions) -> dict:
+    torch.set_flush_denormal(True)
+    if opt.threads:
+        torch.set_num_threads(opt.threads)
+    rank, world = _distributed()
+    device = torch.device(f"cuda:{rank % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu")
+    opt.out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = opt.out / "last.pt"
+
+    model = build_model(opt.model_id).to(device)
+    main_params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
+    aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
+    optimizer = torch.optim.Adam(main_params, lr=opt.lr)
+    aux_optimizer = torch.optim.Adam(aux_params, lr=1e-3)
+    step, images_seen, cpu_seconds = 0, 0, 0.0
+    rng = np.random.default_rng(opt.seed + 1000 * rank)
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        aux_optimizer.load_state_dict(state["aux_optimizer"])
+        step, images_seen, cpu_seconds = state["step"], state["images_seen"], state["cpu_seconds"]
+        rng.bit_generator.state = state["numpy_rng"][rank] if rank < len(state["numpy_rng"]) else rng.bit_generator.state
+        torch.set_rng_state(state["torch_rng"])
+        _log(rank, f"resumed from {ckpt_path} at step {step} ({images_seen} images)")
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+    sampler = CropSampler(list_images(opt.data), opt.crop, rng)
+    stopper = Stopper()
+    log_file = open(opt.out / "log.jsonl", "a") if rank == 0 else None
+    start = last_ckpt = last_eval = time.time()
+    cpu_start = time.process_time()
+    bar = _progress(opt.progress and rank == 0)
+    acc = {"loss": 0.0, "bpp": 0.0, "psnr": 0.0, "n": 0}
+
+    def checkpoint():
+        nonlocal cpu_start
+        cpu = cpu_seconds + (time.process_time() - cpu_start) * world
+        if rank == 0:
+            save_checkpoint(ckpt_path, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "aux_optimizer": aux_optimizer.state_dict(), "step": step, "images_seen": images_seen,
+                "cpu_seconds": cpu, "numpy_rng": [rng.bit_generator.state], "torch_rng": torch.get_rng_state(),
+                "model_id": opt.model_id, "options": {k: str(v) for k, v in asdict(opt).items()},
+            })
+        return cpu
+
+    while step < opt.max_steps and not stopper.stop and time.time() - start < opt.max_hours * 3600:
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, opt)
+        x = sampler.batch(opt.batch).to(device)
+        keys, block = random_masks(opt.batch, opt.crop, rng, opt.single_group_fraction)
+        quality = torch.from_numpy(rng.uniform(em.QUALITY_MIN, em.QUALITY_MAX, opt.batch)).float()
+        out = net(x, keys.to(device), block, quality.to(device))
+        loss, bpp, psnr = rd_loss(out, x, quality.to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(main_params, 1.0)
+        optimizer.step()
+        aux_optimizer.zero_grad(set_to_none=True)
+        aux = model.entropy_bottleneck.loss()
+        aux.backward()
+        if world > 1:
+            for p in aux_params:
+                torch.distributed.all_reduce(p.grad)
+                p.grad /= world
+        aux_optimizer.step()
+        step += 1
+        images_seen += opt.batch * world
+        for k, v in (("loss", loss), ("bpp", bpp), ("psnr", psnr)):
+            acc[k] += float(v)
+        acc["n"] += 1
+        bar(step, loss.item(), bpp.item(), psnr.item())
+        if step % 50 == 0 and log_file:
+            n = acc.pop("n")
+            rec = {"step": step, "images": images_seen, "time": round(time.time() - start, 1),
+                   "lr": lr_at(step, opt), **{k: round(v / n, 4) for k, v in acc.items()}}
+            log_file.write(json.dumps(rec) + "\n")
+            log_file.flush()
+            acc = {"loss": 0.0, "bpp": 0.0, "psnr": 0.0, "n": 0}
+        if time.time() - last_ckpt > opt.checkpoint_minutes * 60:
+            cpu_seconds, cpu_start = checkpoint(), time.process_time()
+            last_ckpt = time.time()
+        if opt.eval_dir and rank == 0 and time.time() - last_eval > opt.eval_minutes * 60:
+            _periodic_eval(model, opt, step, images_seen, log_file)
+            last_eval = time.time()
+    cpu_seconds = checkpoint()
+    if log_file:
+        log_file.close()
+    _log(rank, f"stopped at step {step} ({images_seen} images, {cpu_seconds / 3600:.2f} CPU-hours); checkpoint {ckpt_path}")
+    return {"step": step, "images_seen": images_seen, "cpu_hours": cpu_seconds / 3600}
+
+
+def _periodic_eval(model, opt: TrainOptions, step: int, images_seen: int, log_file) -> None:
+    """Real bitstreams on a few eval images; failures are logged, never fatal to training."""
+    try:
+        from .evaluate import evaluate_model
+        was_training = model.training
+        result = evaluate_model(model, opt.model_id, list_images(opt.eval_dir)[:opt.eval_limit], opt.eval_qualities)
+        model.train(was_training)
+        rec = {"step": step, "images": images_seen, "eval": result["summary"]}
+    except Exception as exc:  # noqa: BLE001 - evaluation must not kill a long run
+        rec = {"step": step, "eval_error": repr(exc)}
+    if log_file:
+        log_file.write(json.dumps(rec) + "\n")
+        log_file.flush()
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return lambda *a: None
+    from tqdm import tqdm
+    bar = tqdm(unit="step", dynamic_ncols=True, file=sys.stderr, mininterval=5)
+
+    def update(step, loss, bpp, psnr):
+        bar.update(1)
+        bar.set_postfix(step=step, loss=f"{loss:.3f}", bpp=f"{bpp:.3f}", psnr=f"{psnr:.2f}", refresh=False)
+    return update
+
+
+def _log(rank: int, msg: str) -> None:
+    if rank == 0:
+        print(msg, file=sys.stderr, flush=True)

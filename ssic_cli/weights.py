@@ -1,0 +1,129 @@
+"""Finding, loading, hashing and exporting model weights.
+
+A weights file is ``weights/<model id>-<sha256[:8]>.pt`` holding ``{"model_id", "config",
+"state_dict", "card"}``. The container stores the model id and the first 16 bytes of the
+file's SHA-256, and decoding refuses a file made with other weights.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from compressai.models.utils import update_registered_buffers
+
+from .errors import SsicError
+from .model import MODEL_CONFIGS, SSICModel
+from .model.ssic import config_dict
+
+WEIGHTS_ENV = "SSIC_WEIGHTS"
+DEFAULT_DIR = Path(__file__).resolve().parents[1] / "weights"
+HASH_BYTES = 16
+
+
+@dataclass
+class LoadedModel:
+    model: SSICModel
+    model_id: str
+    weights_hash: bytes           # first HASH_BYTES of the file's SHA-256
+    path: Path
+    card: dict
+
+
+def file_hash(path: Path) -> bytes:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.digest()
+
+
+def default_weights_path() -> Path:
+    env = os.environ.get(WEIGHTS_ENV)
+    if env:
+        return Path(env)
+    found = sorted(DEFAULT_DIR.glob("ssic-*.pt"))
+    if not found:
+        raise SsicError(f"no weights found in {DEFAULT_DIR}; pass --weights or set {WEIGHTS_ENV}")
+    return found[-1]
+
+
+_CACHE: dict[Path, LoadedModel] = {}
+
+
+def load_weights(path: "Path | LoadedModel | None" = None) -> LoadedModel:
+    """Load (and cache) a weights file, ready for inference (a ``LoadedModel`` passes through)."""
+    if isinstance(path, LoadedModel):
+        return path
+    path = Path(path) if path else default_weights_path()
+    key = path.resolve()
+    if key in _CACHE:
+        return _CACHE[key]
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        model_id = blob["model_id"]
+        model = SSICModel(MODEL_CONFIGS[model_id])
+        update_registered_buffers(model.entropy_bottleneck, "entropy_bottleneck",
+                                  ["_quantized_cdf", "_offset", "_cdf_length"], blob["state_dict"])
+        model.load_state_dict(blob["state_dict"])
+    except FileNotFoundError:
+        raise SsicError(f"weights file not found: {path}") from None
+    except (KeyError, RuntimeError, ValueError, OSError, EOFError) as exc:
+        raise SsicError(f"cannot load weights {path}: {exc}") from None
+    model.eval()
+    loaded = LoadedModel(model, model_id, file_hash(path)[:HASH_BYTES], path, blob.get("card", {}))
+    _CACHE[key] = loaded
+    return loaded
+
+
+def freeze(model: SSICModel, model_id: str, tag: bytes = b"in-memory") -> LoadedModel:
+    """An inference copy of a model being trained (for evaluation with real bitstreams)."""
+    frozen = copy.deepcopy(model).eval()
+    frozen.entropy_bottleneck.update(force=True)
+    digest = hashlib.sha256(tag).digest()[:HASH_BYTES]
+    return LoadedModel(frozen, model_id, digest, Path("<memory>"), {})
+
+
+def export_weights(model: SSICModel, model_id: str, out_dir: Path, card: dict) -> Path:
+    """Freeze the entropy-bottleneck tables and write ``<model id>-<hash8>.pt``; returns the path."""
+    model.entropy_bottleneck.update(force=True)
+    blob = {"model_id": model_id, "config": config_dict(model.config),
+            "state_dict": {k: _storage_dtype(k, v.detach().cpu()) for k, v in model.state_dict().items()},
+            "card": card}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / f".{model_id}.tmp"
+    torch.save(blob, tmp)
+    digest = file_hash(tmp).hex()[:8]
+    final = out_dir / f"{model_id}-{digest}.pt"
+    os.replace(tmp, final)
+    return final
+
+
+def _storage_dtype(name: str, tensor: torch.Tensor) -> torch.Tensor:
+    """Transform weights are stored as float16 (half the file; loading widens them exactly, so
+    encoder and decoder still see identical fp32 weights). Entropy tables and gains stay fp32."""
+    if tensor.is_floating_point() and not name.startswith("entropy_bottleneck") and name != "log_gains":
+        return tensor.half()
+    return tensor
+
+
+def export_from_checkpoint(checkpoint: Path, out_dir: Path) -> Path:
+    """Freeze a training checkpoint (``last.pt``) into a shippable weights file with a card."""
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise SsicError(f"no checkpoint at {checkpoint}") from None
+    model = SSICModel(MODEL_CONFIGS[state["model_id"]])
+    model.load_state_dict(state["model"])
+    card = {
+        "model_id": state["model_id"],
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "steps": state["step"],
+        "images_seen": state["images_seen"],
+        "cpu_hours": round(state["cpu_seconds"] / 3600, 2),
+        "training_options": state.get("options", {}),
+    }
+    return export_weights(model.eval(), state["model_id"], Path(out_dir), card)

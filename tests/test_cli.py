@@ -1,0 +1,168 @@
+"""The command line: round trips, exit codes, one-line errors, no partial outputs."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ssic_cli.cli import main
+
+from .conftest import EXAMPLES, crop
+
+
+def run(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def photo(tmp_path, kodak):
+    path = tmp_path / "photo.png"
+    Image.fromarray(crop(kodak, 96, 160, 200, 300)).save(path)
+    return path
+
+
+@pytest.fixture
+def ssb(tmp_path, photo, capsys):
+    out = tmp_path / "photo.ssb"
+    assert run(capsys, "encode", photo, "-o", out, "--detector", "none")[0] == 0
+    return out
+
+
+def test_encode_inspect_decode(tmp_path, ssb, capsys):
+    code, out, _ = run(capsys, "inspect", ssb, "--json")
+    info = json.loads(out)
+    assert code == 0 and info["width"] == 160 and info["groups"][0]["name"] == "background"
+    code, out, _ = run(capsys, "inspect", ssb)
+    assert code == 0 and "background" in out and "bpp" in out
+    dst = tmp_path / "out.png"
+    assert run(capsys, "decode", ssb, "-o", dst)[0] == 0
+    assert Image.open(dst).size == (160, 96)
+
+
+def test_mask_groups_decode_and_extract(tmp_path, capsys):
+    src = EXAMPLES / "coco_000000005001.jpg"
+    out = tmp_path / "c.ssb"
+    code, _, err = run(capsys, "encode", src, "-o", out, "-q", "2.5", "--mask", EXAMPLES / "coco_000000005001_labels.png",
+                       "--names", EXAMPLES / "coco_000000005001_names.json")
+    assert code == 0, err
+    names = [g["name"] for g in json.loads(run(capsys, "inspect", out, "--json")[1])["groups"]]
+    assert "person" in names and "background" in names
+    person = tmp_path / "person.png"
+    assert run(capsys, "decode", out, "-o", person, "--groups", "person")[0] == 0
+    assert Image.open(person).mode == "RGBA"
+    small = tmp_path / "p.ssb"
+    assert run(capsys, "extract", out, "--groups", "person", "-o", small)[0] == 0
+    assert small.stat().st_size < out.stat().st_size
+    again = tmp_path / "again.png"
+    assert run(capsys, "decode", small, "-o", again, "-g", "person")[0] == 0
+    assert np.array_equal(np.asarray(Image.open(again)), np.asarray(Image.open(person)))
+
+
+def _damaged(ssb_path, tmp_path, kind):
+    raw = bytearray(ssb_path.read_bytes())
+    bad = tmp_path / f"{kind}.ssb"
+    if kind == "truncated":
+        raw = raw[: len(raw) // 2]
+    elif kind == "header-flip":
+        raw[20] ^= 0x10
+    elif kind == "forged-size":
+        raw[10:14] = (1 << 31).to_bytes(4, "little")
+    elif kind == "not-ssb":
+        raw = bytearray(b"GIF89a" + bytes(100))
+    elif kind == "empty":
+        raw = bytearray()
+    bad.write_bytes(bytes(raw))
+    return bad
+
+
+@pytest.mark.parametrize("kind", ["truncated", "header-flip", "forged-size", "not-ssb", "empty"])
+def test_bad_ssb_files_exit_2_with_one_line(tmp_path, ssb, capsys, kind):
+    bad = _damaged(ssb, tmp_path, kind)
+    before = bad.read_bytes()
+    dst = tmp_path / "never.png"
+    code, _, err = run(capsys, "decode", bad, "-o", dst)
+    assert code == 2 and err.startswith("ssic: error:") and len(err.strip().splitlines()) == 1, err
+    assert not dst.exists() and bad.read_bytes() == before
+    assert not list(tmp_path.glob(".never*"))                  # no temp file left behind
+
+
+def test_unknown_group_exit_2(tmp_path, ssb, capsys):
+    code, _, err = run(capsys, "decode", ssb, "-o", tmp_path / "x.png", "--groups", "unicorn")
+    assert code == 2 and "unknown group 'unicorn'" in err and "background" in err
+
+
+@pytest.mark.parametrize("content", [b"", b"hello, not an image", b"\x89PNG\r\n\x1a\n" + bytes(30)])
+def test_non_image_inputs_exit_2(tmp_path, capsys, content):
+    src = tmp_path / "bad.jpg"
+    src.write_bytes(content)
+    dst = tmp_path / "bad.ssb"
+    code, _, err = run(capsys, "encode", src, "-o", dst, "--detector", "none")
+    assert code == 2 and err.startswith("ssic: error:") and len(err.strip().splitlines()) == 1
+    assert not dst.exists()
+
+
+def test_missing_input_directory_input_and_same_output(tmp_path, photo, capsys):
+    assert run(capsys, "encode", tmp_path / "nope.png", "-o", tmp_path / "a.ssb", "--detector", "none")[0] == 2
+    assert run(capsys, "encode", tmp_path, "-o", tmp_path / "a.ssb", "--detector", "none")[0] == 2
+    assert run(capsys, "encode", photo, "-o", tmp_path / "missing" / "a.ssb", "--detector", "none")[0] == 2
+    code, _, err = run(capsys, "encode", photo, "-o", photo, "--detector", "none")
+    assert code == 2 and "overwrite the input" in err
+    assert Image.open(photo).size == (160, 96)
+
+
+def test_usage_errors_exit_1(tmp_path, photo, capsys):
+    assert run(capsys, "encode", photo)[0] == 1                                   # no -o
+    assert run(capsys, "encode", photo, "-o", tmp_path / "a.ssb", "-q", "9")[0] == 1
+    assert run(capsys, "frobnicate")[0] == 1
+
+
+def test_batch_one_line_per_failure(tmp_path, photo, capsys):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"nope")
+    out = tmp_path / "out"
+    out.mkdir()
+    code, _, err = run(capsys, "encode", photo, bad, "-d", out, "--detector", "none")
+    assert code == 2 and (out / "photo.ssb").exists() and not (out / "broken.ssb").exists()
+    assert sum("ssic: error:" in line for line in err.splitlines()) == 1
+
+
+def _save(tmp_path, name, img: Image.Image, **kw):
+    path = tmp_path / name
+    img.save(path, **kw)
+    return path
+
+
+@pytest.mark.parametrize("case", ["gray", "rgba", "16bit", "palette", "cmyk", "portrait", "tiny"])
+def test_odd_images(tmp_path, kodak, capsys, case):
+    base = Image.fromarray(crop(kodak, 48, 80, 100, 100))
+    img, expect_mode = {
+        "gray": (base.convert("L"), "L"),
+        "rgba": (base.convert("RGBA"), "RGB"),
+        "16bit": (Image.fromarray((np.asarray(base.convert("L")).astype(np.uint16) * 257)), "L"),
+        "palette": (base.convert("P"), "RGB"),
+        "cmyk": (base.convert("CMYK"), "RGB"),
+        "portrait": (base.rotate(90, expand=True), "RGB"),
+        "tiny": (Image.new("RGB", (1, 1), (200, 10, 10)), "RGB"),
+    }[case]
+    src = _save(tmp_path, "in.tif" if case == "cmyk" else "in.png", img)
+    out, dec = tmp_path / "o.ssb", tmp_path / "o.png"
+    assert run(capsys, "encode", src, "-o", out, "--detector", "none")[0] == 0
+    assert run(capsys, "decode", out, "-o", dec)[0] == 0
+    got = Image.open(dec)
+    assert got.size == img.size and got.mode == expect_mode
+
+
+def test_exif_rotation_is_applied(tmp_path, kodak, capsys):
+    img = Image.fromarray(crop(kodak, 48, 80, 100, 100))
+    exif = Image.Exif()
+    exif[0x0112] = 6                                          # rotate 90° clockwise on display
+    src = tmp_path / "rot.jpg"
+    img.save(src, exif=exif, quality=95)
+    out, dec = tmp_path / "rot.ssb", tmp_path / "rot.png"
+    assert run(capsys, "encode", src, "-o", out, "--detector", "none")[0] == 0
+    assert run(capsys, "decode", out, "-o", dec)[0] == 0
+    assert Image.open(dec).size == (48, 80)

@@ -1,0 +1,154 @@
+"""End-to-end behaviour of the codec API: round trips and exact group independence."""
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ssic_cli import codec, container
+from ssic_cli.errors import SsicError, WeightsMismatchError
+from ssic_cli.evaluate import psnr
+from ssic_cli.mask import GroupMask, single_group
+
+from .conftest import ROOT, block_pixels, crop, three_groups
+
+
+def test_round_trip_size_mode_and_quality(kodak, loaded):
+    img = crop(kodak, 192, 256, 100, 200)
+    outs = {}
+    for q in (1.0, 4.0, 8.0):
+        data = codec.encode(img, single_group(256, 192), q)
+        res = codec.decode(data)
+        assert res.image.size == (256, 192) and res.image.mode == "RGB"
+        outs[q] = (len(data), psnr(img, np.asarray(res.image)))
+    sizes = [outs[q][0] for q in (1.0, 4.0, 8.0)]
+    quals = [outs[q][1] for q in (1.0, 4.0, 8.0)]
+    assert sizes == sorted(sizes) and quals == sorted(quals), outs
+    # The card's Kodak figure at q=8, with margin for one crop vs. the set mean.
+    card_psnr = {row["quality"]: row["psnr"] for row in loaded.card.get("kodak", [])}
+    assert quals[-1] > card_psnr.get(8.0, 20.0) - 4.0
+
+
+def test_fractional_quality_lies_between(kodak):
+    img = crop(kodak, 128, 128, 200, 300)
+    n = [len(codec.encode(img, single_group(128, 128), q)) for q in (3.0, 3.5, 4.0)]
+    assert n[0] <= n[1] <= n[2]
+
+
+@pytest.mark.parametrize("block", [16, 32, 64])
+def test_group_alone_equals_group_in_full_decode(kodak, block):
+    h, w = 200, 300
+    img = crop(kodak, h, w, 150, 250)
+    gm = three_groups(w, h, block)
+    data = codec.encode(img, gm, 4.0)
+    full = np.asarray(codec.decode(data).image)
+    pix = block_pixels(gm, w, h)
+    for g, name in enumerate(gm.names):
+        part = np.asarray(codec.decode(data, [name]).image)
+        assert part.shape == (h, w, 4)
+        sel = pix == g
+        assert (part[..., 3][sel] == 255).all() and (part[..., 3][~sel] == 0).all()
+        assert np.array_equal(part[..., :3][sel], full[sel]), name
+
+
+def test_other_groups_pixels_do_not_touch_a_group(kodak):
+    h, w = 192, 320
+    img = crop(kodak, h, w, 40, 100)
+    gm = three_groups(w, h)
+    pix = block_pixels(gm, w, h)
+    other = img.copy()
+    other[pix != 1] = 255 - other[pix != 1]                 # change everything but "person"
+    a = container.read_ssb(codec.encode(img, gm, 5.0))
+    b = container.read_ssb(codec.encode(other, gm, 5.0))
+    assert a.section(1) == b.section(1)
+    assert a.section(0) != b.section(0)
+    pa = np.asarray(codec.decode(a, ["person"]).image)
+    pb = np.asarray(codec.decode(b, ["person"]).image)
+    assert np.array_equal(pa, pb)
+
+
+def test_extract_decodes_like_the_subset(kodak):
+    h, w = 160, 224
+    img = crop(kodak, h, w, 300, 400)
+    gm = three_groups(w, h)
+    data = codec.encode(img, gm, 3.0)
+    small = codec.extract(data, ["person", "car"])
+    assert len(small) < len(data)
+    info = codec.inspect(small)
+    assert [g["flags"][0] for g in info["groups"]] == ["absent", "present", "present"]
+    a = np.asarray(codec.decode(small, ["person", "car"]).image)
+    b = np.asarray(codec.decode(data, ["person", "car"]).image)
+    assert np.array_equal(a, b)
+    res = codec.decode(small)                                # all: the absent one is reported
+    assert res.unavailable == ["background"] and res.image.mode == "RGBA"
+
+
+def test_corrupted_section_loses_only_its_group(kodak):
+    h, w = 160, 224
+    img = crop(kodak, h, w)
+    gm = three_groups(w, h)
+    raw = bytearray(codec.encode(img, gm, 4.0))
+    ssb = container.read_ssb(bytes(raw))
+    off, length, _ = ssb.index[1]
+    raw[ssb.header_size + off + length // 2] ^= 0x5A
+    warnings = []
+    res = codec.decode(bytes(raw), warn=warnings.append)
+    assert res.lost == ["person"] and set(res.decoded) == {"background", "car"}
+    assert any("person" in w for w in warnings)
+    good = np.asarray(codec.decode(codec.encode(img, gm, 4.0), ["background", "car"]).image)
+    assert np.array_equal(np.asarray(res.image), good)
+
+
+def test_unknown_group_is_a_clear_error(kodak):
+    data = codec.encode(crop(kodak, 64, 64), single_group(64, 64), 4.0)
+    with pytest.raises(SsicError, match="unknown group 'cat'"):
+        codec.decode(data, ["cat"])
+
+
+def test_mismatched_weights_refuse_to_decode(kodak, loaded):
+    from dataclasses import replace
+    data = codec.encode(crop(kodak, 64, 64), single_group(64, 64), 4.0)
+    other = replace(loaded, weights_hash=bytes(16))
+    with pytest.raises(WeightsMismatchError, match="weights"):
+        codec.decode(data, weights=other)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (17, 33), (33, 17), (130, 257)])
+def test_odd_sizes(kodak, size):
+    h, w = size
+    img = crop(kodak, h, w, 10, 10)
+    res = codec.decode(codec.encode(img, single_group(w, h, 16), 6.0))
+    assert res.image.size == (w, h)
+
+
+def test_grayscale_source_decodes_to_grayscale(kodak):
+    gray = np.repeat(kodak[:64, :96].mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2)
+    res = codec.decode(codec.encode(gray, single_group(96, 64), 5.0, channels=1))
+    assert res.image.mode == "L" and res.image.size == (96, 64)
+
+
+def test_encode_is_deterministic(kodak):
+    img = crop(kodak, 96, 160)
+    gm = three_groups(160, 96, 16)
+    assert codec.encode(img, gm, 4.0) == codec.encode(img, gm, 4.0)
+
+
+_THREAD_SCRIPT = """
+import hashlib, sys, numpy as np, torch
+torch.set_num_threads(int(sys.argv[1]))
+from ssic_cli import codec
+print(hashlib.sha256(np.asarray(codec.decode(open(sys.argv[2], 'rb').read()).image).tobytes()).hexdigest())
+"""
+
+
+def test_decode_same_with_one_or_two_threads(kodak, tmp_path):
+    h, w = 200, 300
+    path = tmp_path / "t.ssb"
+    path.write_bytes(codec.encode(crop(kodak, h, w, 64, 64), three_groups(w, h), 4.0))
+    digests = {n: subprocess.run([sys.executable, "-c", _THREAD_SCRIPT, str(n), str(path)], cwd=ROOT,
+                                 capture_output=True, text=True, check=True).stdout.strip() for n in (1, 2)}
+    ours = hashlib.sha256(np.asarray(codec.decode(path.read_bytes()).image).tobytes()).hexdigest()
+    assert digests[1] == digests[2] == ours
