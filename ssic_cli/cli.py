@@ -58,6 +58,51 @@ def cli():
     """
 
 
+def group_options(fn):
+    """The options that choose the groups (shared by ``encode`` and ``mask``)."""
+    for opt in reversed([
+        click.option("--mask", "mask_path", type=click.Path(path_type=Path), help="PNG label map, one group id per pixel."),
+        click.option("--names", "names_path", type=click.Path(path_type=Path),
+                     help="Names of the label ids (JSON {id: name} or 'id name' lines)."),
+        click.option("--boxes", "boxes_path", type=click.Path(path_type=Path), help="JSON list of {label, box:[x0,y0,x1,y1]}."),
+        click.option("--coco", "coco_path", type=click.Path(path_type=Path),
+                     help="COCO instances.json; the image is found by file name."),
+        click.option("--detector", shell_complete=_complete_detectors,
+                     help="Detector plugin (see `ssic detectors`). Default: yolo if its weights are found, "
+                     "else the best weight-free detector; `none` = one group."),
+        click.option("--detector-weights", type=click.Path(path_type=Path),
+                     help="Weights for the detector (a YOLO .pt/.tflite; or set SSIC_YOLO_WEIGHTS)."),
+        click.option("-b", "--block-size", type=click.Choice(["16", "32", "64"]), default="32", show_default=True,
+                     help="Block size of the group mask in pixels."),
+        click.option("--coverage", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+                     help="A block joins a region's group when the region covers more than this fraction of it. "
+                     "0 = any overlap: no region pixel is ever left outside its group, at the cost of some "
+                     "background pixels coded with it; higher values save bits but may cut object edges."),
+        click.option("--group-by", type=click.Choice(["class", "instance"]), default="class", show_default=True,
+                     help="One group per class (overlapping objects merged) or per instance (person, person#2, …)."),
+        click.option("--classes", help="Keep only these classes, comma-separated (e.g. person,car)."),
+        click.option("--min-score", type=click.FloatRange(0.0, 1.0), default=0.25, show_default=True,
+                     help="Minimum detection score."),
+        click.option("--max-groups", type=click.IntRange(1, 255), default=32, show_default=True,
+                     help="Cap on the number of groups."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+def _complete_detectors(ctx, param, incomplete):
+    from .detect import detector_names
+    return [n for n in ["none", *detector_names()] if n.startswith(incomplete)]
+
+
+def _policy(mask_path, names_path, boxes_path, coco_path, detector, detector_weights, block_size, coverage,
+            group_by, classes, min_score, max_groups) -> dict:
+    return dict(detector=detector, mask_path=mask_path, names_path=names_path, boxes_path=boxes_path,
+                coco_path=coco_path, weights=detector_weights, block_size=int(block_size), coverage=coverage,
+                group_by=group_by, classes=_split_names((classes,)) if classes else None, min_score=min_score,
+                max_groups=max_groups)
+
+
 # ----- encode ----------------------------------------------------------------------------------
 @cli.command(context_settings=CONTEXT, epilog="""\b
 Examples:
@@ -65,6 +110,9 @@ Examples:
   ssic encode photo.jpg -o photo.ssb -q 6.5 --mask labels.png --names names.json
   ssic encode photo.jpg -o photo.ssb --boxes boxes.json --block-size 16
   ssic encode *.jpg -d out/                            # batch, one line per failure
+  ssic encode photo.jpg -o photo.ssb --seal person --key-file k1.key
+  ssic encode photo.jpg -o photo.ssb --seal person:k1.key --seal face:k2.key
+  ssic encode photo.jpg -o photo.ssb --scramble person --passphrase-env SSIC_PASS   # passphrase in $SSIC_PASS
 """)
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Output .ssb (one input).")
@@ -72,49 +120,78 @@ Examples:
               help="Output directory for batch mode (<name>.ssb per input).")
 @click.option("-q", "--quality", type=click.FloatRange(1.0, 8.0), default=4.0, show_default=True,
               help="Quality, 1 (small) .. 8 (best), fractions allowed.")
-@click.option("--mask", "mask_path", type=click.Path(path_type=Path), help="PNG label map, one group id per pixel.")
-@click.option("--names", "names_path", type=click.Path(path_type=Path), help="Names of the label ids (JSON or 'id name' lines).")
-@click.option("--boxes", "boxes_path", type=click.Path(path_type=Path), help="JSON list of {label, box:[x0,y0,x1,y1]}.")
-@click.option("--coco", "coco_path", type=click.Path(path_type=Path), help="COCO instances.json; the image is found by file name.")
-@click.option("--detector", help="Detector plugin (see `ssic detectors`). Default: yolo if its weights are found, "
-              "else the best weight-free detector; `none` = one group.")
-@click.option("--detector-weights", type=click.Path(path_type=Path), help="Weights for the detector (e.g. a YOLO .pt/.tflite).")
-@click.option("-b", "--block-size", type=click.Choice(["16", "32", "64"]), default="32", show_default=True,
-              help="Block size of the group mask in pixels.")
-@click.option("--coverage", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
-              help="A block joins a region's group when the region covers more than this fraction of it. "
-              "0 = any overlap: no region pixel is ever left outside its group, at the cost of a few "
-              "background pixels coded with it.")
-@click.option("--group-by", type=click.Choice(["class", "instance"]), default="class", show_default=True,
-              help="One group per class (overlapping objects merged) or per instance (person, person#2, …).")
-@click.option("--classes", help="Keep only these classes, comma-separated (e.g. person,car).")
-@click.option("--min-score", type=click.FloatRange(0.0, 1.0), default=0.25, show_default=True, help="Minimum detection score.")
-@click.option("--max-groups", type=click.IntRange(1, 255), default=32, show_default=True, help="Cap on the number of groups.")
+@group_options
+@click.option("--seal", "seal_specs", multiple=True, metavar="GROUPS[:KEYFILE]",
+              help="Encrypt these groups' sections (AES-256-GCM); a group name or class, comma-separated; "
+              "repeat for other keys. Without :KEYFILE the key is --key-file or --passphrase-env.")
+@click.option("--scramble", "scramble_specs", multiple=True, metavar="GROUPS[:KEYFILE]",
+              help="Shuffle these groups' latents with a key: the file decodes, but they show as noise "
+              "without the key. Same form as --seal.")
+@click.option("--key-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Key (raw bytes, at least 16) for --seal/--scramble groups given without their own.")
+@click.option("--passphrase-env", metavar="VAR", help="Environment variable holding a passphrase to use instead of --key-file.")
 @click.option("--weights", type=click.Path(path_type=Path), help="Codec weights (default: the shipped ones).")
 @click.option("--quiet", is_flag=True, help="Print nothing but errors.")
 @click.option("-v", "--verbose", is_flag=True, help="Say more about each file.")
 def encode(inputs, output, out_dir, quality, mask_path, names_path, boxes_path, coco_path, detector,
-           detector_weights, block_size, coverage, group_by, classes, min_score, max_groups, weights, quiet, verbose):
+           detector_weights, block_size, coverage, group_by, classes, min_score, max_groups, seal_specs, scramble_specs,
+           key_file, passphrase_env, weights, quiet, verbose):
     """Compress images into .ssb files."""
     rep = Reporter(quiet, verbose)
     jobs = _plan_outputs(inputs, output, out_dir, ".ssb")
-    policy = dict(detector=detector, mask_path=mask_path, names_path=names_path, boxes_path=boxes_path,
-                  coco_path=coco_path, weights=detector_weights, block_size=int(block_size), coverage=coverage,
-                  group_by=group_by, classes=_split_names((classes,)) if classes else None, min_score=min_score,
-                  max_groups=max_groups)
-    failures = _run_batch(jobs, lambda src, dst: _encode_one(src, dst, quality, policy, weights, rep), rep)
+    policy = _policy(mask_path, names_path, boxes_path, coco_path, detector, detector_weights, block_size, coverage,
+                     group_by, classes, min_score, max_groups)
+    protect = {"seal": _protection_keys(seal_specs, key_file, passphrase_env, "--seal"),
+               "scramble": _protection_keys(scramble_specs, key_file, passphrase_env, "--scramble")}
+    failures = _run_batch(jobs, lambda src, dst: _encode_one(src, dst, quality, policy, weights, rep, protect), rep)
     if failures:
         raise SystemExit(EXIT_DATA)
 
 
-def _encode_one(src: Path, dst: Path, quality: float, policy: dict, weights, rep: Reporter) -> None:
+def _protection_keys(specs: tuple[str, ...], key_file, passphrase_env, option: str) -> dict:
+    """--seal person,face[:KEYFILE] … -> {group: KeyMaterial}; one key per group."""
+    from .crypto import key_from_env, key_from_file
+    if not specs:
+        return {}
+    if key_file and passphrase_env:
+        raise click.UsageError("give either --key-file or --passphrase-env, not both")
+    loaded: dict = {}
+    out: dict = {}
+    for spec in specs:
+        names, sep, path = spec.partition(":")
+        if sep and not path:
+            raise click.UsageError(f"{option} {spec!r}: the key file after ':' is empty")
+        if path:
+            source = ("file", path)
+        elif key_file:
+            source = ("file", str(key_file))
+        elif passphrase_env:
+            source = ("env", passphrase_env)
+        else:
+            raise click.UsageError(f"{option} {names} needs a key: {option} {names}:KEYFILE, --key-file or "
+                                   "--passphrase-env")
+        if source not in loaded:
+            loaded[source] = key_from_file(source[1]) if source[0] == "file" else key_from_env(source[1])
+        for name in _split_names((names,)) or [""]:
+            if not name:
+                raise click.UsageError(f"{option} {spec!r}: no group named")
+            if name in out and out[name] is not loaded[source]:
+                raise click.UsageError(f"{option}: group {name!r} is given two different keys")
+            out[name] = loaded[source]
+    return out
+
+
+def _encode_one(src: Path, dst: Path, quality: float, policy: dict, weights, rep: Reporter,
+                protect: dict | None = None) -> None:
     from . import codec
     from .imageio import load_image, write_bytes_atomic
     img = load_image(src)
     if img.note:
         rep.debug(f"{src}: {img.note}")
     gm = _group_mask(img.rgb, src, policy, rep)
-    data = codec.encode(img.rgb, gm, quality, channels=img.channels, weights=weights)
+    protect = protect or {}
+    data = codec.encode(img.rgb, gm, quality, channels=img.channels, weights=weights,
+                        seal=protect.get("seal"), scramble=protect.get("scramble"))
     write_bytes_atomic(data, dst)
     h, w = img.rgb.shape[:2]
     rep.debug(f"{src} -> {dst}: {len(data)} bytes, {len(data) * 8 / (w * h):.4f} bpp, groups: {', '.join(gm.names)}")
@@ -169,6 +246,7 @@ Examples:
   ssic decode photo.ssb -o full.png
   ssic decode photo.ssb -o person.png --groups person        # others transparent
   ssic decode photo.ssb -o person.jpg --groups person --background gray
+  ssic decode photo.ssb -o full.png --key-file k1.key --key-file k2.key   # opens what k1, k2 protect
 """)
 @click.argument("input", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -176,20 +254,28 @@ Examples:
 @click.option("-g", "--groups", multiple=True, help="Groups to decode, comma-separated or repeated (default: all).")
 @click.option("--background", type=click.Choice(["transparent", "gray", "black", "white"]), default="transparent",
               show_default=True, help="What undecoded pixels become.")
+@click.option("--key-file", "key_files", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Key for sealed or scrambled groups; repeat to try several.")
+@click.option("--passphrase-env", "passphrase_envs", multiple=True, metavar="VAR",
+              help="Environment variable holding a passphrase; repeat to try several.")
 @click.option("--weights", type=click.Path(path_type=Path), help="Codec weights (default: the shipped ones).")
 @click.option("--quiet", is_flag=True, help="Print nothing but errors.")
-def decode(input, output, groups, background, weights, quiet):
+def decode(input, output, groups, background, key_files, passphrase_envs, weights, quiet):
     """Decode an .ssb file, or only some of its groups."""
     from . import codec, container
+    from .crypto import key_from_env, key_from_file
     from .imageio import save_image
     rep = Reporter(quiet)
     _refuse_same(input, output)
+    keys = [key_from_file(p) for p in key_files] + [key_from_env(v) for v in passphrase_envs]
     ssb = container.read_ssb(_read(input))
     fmt = _output_format(output)
-    if fmt in ("JPEG", "BMP") and background == "transparent" and groups:
-        background = "white"
-        rep.info(f"{output.suffix} has no transparency: undecoded pixels are white")
-    result = codec.decode(ssb, _split_names(groups) or None, background=background, weights=weights, warn=rep.warn)
+    if fmt in ("JPEG", "BMP") and background == "transparent":
+        background = "white"            # also for groups that turn out sealed, absent or damaged
+        if groups or any(g.flags & container.FLAG_SEALED or not g.present for g in ssb.header.groups):
+            rep.info(f"{output.suffix} has no transparency: undecoded pixels are white")
+    result = codec.decode(ssb, _split_names(groups) or None, background=background, weights=weights, keys=keys,
+                          warn=rep.warn)
     if not result.decoded:
         raise SsicError("no group could be decoded; nothing written")
     save_image(result.image, output, fmt)
@@ -259,6 +345,54 @@ def _refuse_same(src: Path, dst: Path) -> None:
         raise SsicError(f"{dst}: output would overwrite the input")
 
 
+# ----- pre-analysis: mask / detectors -----------------------------------------------------------
+@cli.command("mask", context_settings=CONTEXT, epilog="""\b
+Examples:
+  ssic mask photo.jpg -o overlay.png                       # what `ssic encode` would group
+  ssic mask photo.jpg -o overlay.png --detector saliency --block-size 16
+  ssic mask photo.jpg -o overlay.png --mask labels.png --names names.json --json
+""")
+@click.argument("input", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Overlay image: each group tinted and labelled, block grid drawn.")
+@group_options
+@click.option("--json", "as_json", is_flag=True, help="Also print the groups (name, class, blocks) as JSON on stdout.")
+@click.option("--quiet", is_flag=True, help="Print nothing but errors.")
+def mask_cmd(input, output, mask_path, names_path, boxes_path, coco_path, detector, detector_weights, block_size,
+             coverage, group_by, classes, min_score, max_groups, as_json, quiet):
+    """Show the groups an image would be split into, before encoding it."""
+    from .imageio import load_image, save_image
+    from .overlay import render_overlay
+    rep = Reporter(quiet)
+    _refuse_same(input, output)
+    img = load_image(input)
+    gm = _group_mask(img.rgb, input, _policy(mask_path, names_path, boxes_path, coco_path, detector, detector_weights,
+                                             block_size, coverage, group_by, classes, min_score, max_groups), rep)
+    save_image(render_overlay(img.rgb, gm), output, _output_format(output))
+    if as_json:
+        click.echo(json.dumps({"block_size": gm.block_size, "groups": [
+            {"name": n, "class": c, "blocks": gm.block_count(i)} for i, (n, c) in enumerate(zip(gm.names, gm.labels))]},
+            indent=2))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
+def detectors(as_json):
+    """List the detector plugins, whether each can run here, and why not."""
+    from .detect import available_detectors, default_detector_name
+    infos = available_detectors()
+    default, why = default_detector_name()
+    if as_json:
+        click.echo(json.dumps({"default": default, "reason": why, "detectors": [
+            {"name": i.name, "available": i.available, "reason": i.reason, "description": i.description}
+            for i in infos]}, indent=2))
+        return
+    for i in infos:
+        mark = "yes" if i.available else "no "
+        click.echo(f"{i.name:<10} {mark}  {i.description}" + ("" if i.available else f"  ({i.reason})"))
+    click.echo(f"default: {default} ({why})")
+
+
 # ----- train -----------------------------------------------------------------------------------
 @cli.command(context_settings=CONTEXT, epilog="""\b
 Examples:
@@ -277,13 +411,14 @@ Examples:
 @click.option("--checkpoint-minutes", type=float, default=8.0, show_default=True)
 @click.option("--eval-dir", type=click.Path(file_okay=False, path_type=Path), help="Images for periodic real-bitstream evaluation.")
 @click.option("--eval-minutes", type=float, default=30.0, show_default=True)
+@click.option("--log-every", type=click.IntRange(1), default=50, show_default=True, help="Steps between log records.")
 @click.option("--threads", type=int, default=0, help="torch threads (0: default).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Instead of training: write the run's weights (tables frozen) into this folder.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(data, out, crop, batch, lr, max_steps, hours, checkpoint_minutes, eval_dir, eval_minutes, threads, seed,
-          export_dir, quiet):
+def train(data, out, crop, batch, lr, max_steps, hours, checkpoint_minutes, eval_dir, eval_minutes, log_every, threads,
+          seed, export_dir, quiet):
     """Train (or resume training) the codec; one run serves every quality."""
     if export_dir:
         from .weights import export_from_checkpoint
@@ -296,7 +431,7 @@ def train(data, out, crop, batch, lr, max_steps, hours, checkpoint_minutes, eval
     from .train import TrainOptions, run
     run(TrainOptions(data=data, out=out, crop=crop, batch=batch, lr=lr, max_steps=max_steps, max_hours=hours,
                      checkpoint_minutes=checkpoint_minutes, eval_dir=eval_dir, eval_minutes=eval_minutes,
-                     threads=threads, seed=seed, progress=not quiet))
+                     log_every=log_every, threads=threads, seed=seed, progress=not quiet))
 
 
 # ----- entry point -----------------------------------------------------------------------------

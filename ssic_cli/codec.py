@@ -23,9 +23,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import container
+from . import container, crypto
 from .coding import SectionDecoder, SectionEncoder
 from .errors import FormatError, SsicError, WeightsMismatchError
+from .imageio import default_max_pixels
 from .mask import GroupMask
 from .model import entropy as em
 from .model.layers import PAD_KEY
@@ -33,6 +34,15 @@ from .model.transforms import keys_at_scale, touched
 from .weights import LoadedModel, load_weights
 
 BACKGROUNDS = {"transparent": None, "gray": 128, "black": 0, "white": 255}
+
+
+def check_pixel_budget(width: int, height: int, max_pixels: Optional[int]) -> None:
+    """Refuse work that would not fit in memory, before any allocation (see imageio)."""
+    limit = default_max_pixels() if max_pixels is None else max_pixels
+    if width * height > limit:
+        raise SsicError(f"image is {width}×{height} = {width * height / 1e6:.1f} MP, over the limit of "
+                        f"{limit / 1e6:g} MP (~{0.9 + 0.4 * width * height / 1e6:.0f} GB of memory would be needed); "
+                        "raise it with SSIC_MAX_PIXELS")
 
 
 # ----- geometry ------------------------------------------------------------------------------
@@ -142,8 +152,15 @@ def _gain(lm: LoadedModel, quality: float) -> torch.Tensor:
 
 # ----- encode ----------------------------------------------------------------------------------
 def encode(rgb: np.ndarray, group_mask: GroupMask, quality: float = 4.0, *, channels: int = 3,
-           weights=None) -> bytes:
-    """Compress an (H, W, 3) uint8 image into .ssb bytes, one section per group."""
+           weights=None, seal: Optional[dict[str, crypto.KeyMaterial]] = None,
+           scramble: Optional[dict[str, crypto.KeyMaterial]] = None, max_pixels: Optional[int] = None) -> bytes:
+    """Compress an (H, W, 3) uint8 image into .ssb bytes, one section per group.
+
+    ``seal`` / ``scramble`` map group names to the key that seals (AES-256-GCM of the section) or
+    scrambles (keyed shuffle of its latents) that group; see ``crypto`` and ``docs/SECURITY.md``.
+    """
+    check_pixel_budget(rgb.shape[1], rgb.shape[0], max_pixels)
+    seal_keys, scramble_keys = _protection_plan(group_mask, seal), _protection_plan(group_mask, scramble)
     lm = load_weights(weights)
     quality = float(np.float32(quality))
     if not em.QUALITY_MIN <= quality <= em.QUALITY_MAX:
@@ -153,13 +170,36 @@ def encode(rgb: np.ndarray, group_mask: GroupMask, quality: float = 4.0, *, chan
     ids = group_mask.ids
     if ids.shape != (-(-h // canvas.block_size), -(-w // canvas.block_size)):
         raise SsicError("group mask does not match the image size")
+    scrambled = {g: crypto.new_scramble(key) for g, key in scramble_keys.items()}
     with torch.inference_mode():
-        sections = _encode_sections(lm, rgb, ids, canvas, quality, group_mask.num_groups)
+        sections = _encode_sections(lm, rgb, ids, canvas, quality, group_mask.num_groups,
+                                    {g: perm_key for g, (_, perm_key) in scrambled.items()})
     header = container.header_from_mask(w, h, channels, group_mask, lm.model_id, lm.weights_hash, quality)
+    if seal_keys or scrambled:
+        sections = crypto.protect_sections(header, sections, seal_keys,
+                                           {g: params for g, (params, _) in scrambled.items()})
     return container.dump_ssb(header, sections)
 
 
-def _encode_sections(lm, rgb, ids, canvas: Canvas, quality: float, num_groups: int) -> list[Optional[bytes]]:
+def _protection_plan(group_mask: GroupMask, keys: Optional[dict]) -> dict[int, "crypto.KeyMaterial"]:
+    """{group name or class: key} -> {group index: key}. A class covers every group of that class
+    (``person`` seals person, person#2, …: protecting a class never leaves an instance out);
+    a name that matches nothing is an error listing the groups."""
+    plan: dict[int, crypto.KeyMaterial] = {}
+    for name, key in (keys or {}).items():
+        hits = [i for i, (n, label) in enumerate(zip(group_mask.names, group_mask.labels)) if name in (n, label)]
+        if not hits:
+            group_mask.index_of(name)                   # raises "unknown group …; this file has: …"
+        for i in hits:
+            if plan.get(i, key) is not key:
+                raise SsicError(f"group {group_mask.names[i]!r} is given two different keys")
+            plan[i] = key
+    return plan
+
+
+def _encode_sections(lm, rgb, ids, canvas: Canvas, quality: float, num_groups: int,
+                     perm_keys: Optional[dict[int, bytes]] = None) -> list[Optional[bytes]]:
+    """One rANS section per group; groups in ``perm_keys`` are coded scrambled under their key."""
     model, tables = lm.model, _tables(lm)
     b = canvas.block_size
     keys = canvas.block_keys(ids)
@@ -177,44 +217,104 @@ def _encode_sections(lm, rgb, ids, canvas: Canvas, quality: float, num_groups: i
         in_g_full = keys16 == g
         z = model.h_a.group_latent(feats, in_g_full).float()[:, y0 // 2:y1 // 2, x0 // 2:x1 // 2]
         in_g = in_g_full[:, y0:y1, x0:x1]
+        perm_key = (perm_keys or {}).get(g)
         enc = SectionEncoder()
-        z_hat = _code_hyper(tables, z, touched(in_g), enc)
+        z_hat = _code_hyper(tables, z, touched(in_g), enc, perm_key)
         hyper = model.group_hyper(z_hat, in_g)
         y_crop = y_s[:, y0:y1, x0:x1]
         ms = model.config.latent // model.config.slices
+        held: list[torch.Tensor] = []
 
-        def take(i, mu, idx, y_crop=y_crop, in_g=in_g, enc=enc):
+        def take(i, mu, idx, y_crop=y_crop, in_g=in_g, enc=enc, held=held, perm_key=perm_key):
             sym = torch.round(y_crop[..., i * ms:(i + 1) * ms][in_g] - mu[in_g])
             sym = sym.clamp(-em.SYMBOL_LIMIT, em.SYMBOL_LIMIT).to(torch.int32)
-            enc.add_gaussian(sym.numpy(), idx.numpy())
+            if perm_key is None:
+                enc.add_gaussian(sym.numpy(), idx.numpy())
+            else:
+                held.append(sym)
             return sym
 
         _latent_slices(lm, hyper, in_g, gain, take)
+        if perm_key is not None:
+            _code_scrambled_latents(enc, torch.cat(held, dim=1).numpy(), perm_key)
         sections.append(enc.finish())
     return sections
 
 
-def _code_hyper(tables: HyperTables, z: torch.Tensor, where: torch.Tensor, enc: SectionEncoder) -> torch.Tensor:
-    """Quantise z at the touched positions, code it, and return ẑ (zero elsewhere)."""
+def _code_hyper(tables: HyperTables, z: torch.Tensor, where: torch.Tensor, enc: SectionEncoder,
+                perm_key: Optional[bytes] = None) -> torch.Tensor:
+    """Quantise z at the touched positions, code it, and return ẑ (zero elsewhere).
+    With ``perm_key`` each channel's symbols are coded in a key-shuffled order (the tables are
+    the same at every position, so this costs no bits)."""
     z_hat = torch.zeros_like(z)
     vals = z[where].numpy()                                          # (P, Z)
     out = np.zeros_like(vals)
+    syms = np.zeros(vals.shape, np.int32)
     for c, pmf in enumerate(tables.pmfs):
         sym = np.clip(np.round(vals[:, c] - tables.medians[c]) - tables.offsets[c], 0, len(pmf) - 1).astype(np.int32)
-        enc.add_categorical(sym, pmf)
+        syms[:, c] = sym
         out[:, c] = sym + tables.offsets[c] + tables.medians[c]
+    if perm_key is not None:
+        syms = crypto.scramble_columns(syms, crypto.permutations(perm_key, b"z", *syms.shape))
+    for c, pmf in enumerate(tables.pmfs):
+        enc.add_categorical(syms[:, c], pmf)
     z_hat[where] = torch.from_numpy(out)
     return z_hat
 
 
-def _decode_hyper(tables: HyperTables, shape, where: torch.Tensor, dec: SectionDecoder) -> torch.Tensor:
+def _decode_hyper(tables: HyperTables, shape, where: torch.Tensor, dec: SectionDecoder,
+                  perm_key: Optional[bytes] = None) -> torch.Tensor:
+    """ẑ at the touched positions (zero elsewhere); ``perm_key`` undoes a scrambled group's shuffle."""
     z_hat = torch.zeros(shape)
     count = int(where.sum())
-    out = np.zeros((count, len(tables.pmfs)), np.float32)
+    syms = np.zeros((count, len(tables.pmfs)), np.int64)
     for c, pmf in enumerate(tables.pmfs):
-        out[:, c] = dec.categorical(count, pmf) + tables.offsets[c] + tables.medians[c]
+        syms[:, c] = dec.categorical(count, pmf)
+    if perm_key is not None:
+        syms = crypto.unscramble_columns(syms, crypto.permutations(perm_key, b"z", *syms.shape))
+    out = np.zeros((count, len(tables.pmfs)), np.float32)
+    for c in range(len(tables.pmfs)):
+        out[:, c] = syms[:, c] + tables.offsets[c] + tables.medians[c]
     z_hat[where] = torch.from_numpy(out)
     return z_hat
+
+
+# ----- scrambled groups ------------------------------------------------------------------------
+# A scrambled group's latent symbols are shuffled, channel by channel, across the group's
+# positions by a keyed Fisher–Yates permutation (paper, supplementary §B), and so is ẑ. Anyone
+# must still be able to parse the stream, so nothing the parse needs may depend on the key:
+# ChARM's scales come from the (hidden) order of earlier slices, so a scrambled group's latents
+# are coded instead with one zero-mean Gaussian per channel, whose scale index leads the chunk.
+# Without the key the decoder reads valid symbols in shuffled order and shows noise; with it,
+# it unshuffles and runs the usual ChARM chain, which restores ŷ exactly. The cost is the
+# hyperprior/ChARM gain on that group's latents (docs/SECURITY.md has measurements).
+def _code_scrambled_latents(enc: SectionEncoder, symbols: np.ndarray, perm_key: bytes) -> None:
+    """symbols: (P, M) int32 in position order; coded shuffled under ``perm_key``."""
+    coded = crypto.scramble_columns(symbols, crypto.permutations(perm_key, b"y", *symbols.shape))
+    scales = _channel_scale_indexes(coded)
+    enc.add_categorical(scales, np.ones(len(em.SCALE_TABLE)))
+    enc.add_gaussian(coded, np.broadcast_to(scales, coded.shape))
+
+
+def _decode_scrambled_latents(dec: SectionDecoder, positions: int, channels: int,
+                              perm_key: Optional[bytes]) -> np.ndarray:
+    """(P, M) symbols, in position order with ``perm_key``, else as shuffled."""
+    scales = dec.categorical(channels, np.ones(len(em.SCALE_TABLE)))
+    coded = dec.gaussian(np.broadcast_to(scales, (positions, channels))).reshape(positions, channels)
+    if perm_key is None:
+        return coded
+    return crypto.unscramble_columns(coded, crypto.permutations(perm_key, b"y", positions, channels))
+
+
+def _channel_scale_indexes(symbols: np.ndarray) -> np.ndarray:
+    """Per channel of (P, M) symbols, the SCALE_TABLE index whose Gaussian codes it in fewest bits."""
+    scales = torch.tensor(em.SCALE_TABLE, dtype=torch.float64)[:, None]
+    best = np.zeros(symbols.shape[1], np.int32)
+    for c in range(symbols.shape[1]):
+        values, counts = np.unique(np.abs(symbols[:, c]), return_counts=True)
+        lik = em.gaussian_likelihood(torch.from_numpy(values.astype(np.float64))[None], scales)
+        best[c] = int((-torch.log2(lik) * torch.from_numpy(counts)).sum(dim=1).argmin())
+    return best
 
 
 # ----- decode ----------------------------------------------------------------------------------
@@ -224,14 +324,21 @@ class DecodeResult:
     decoded: list[str]
     lost: list[str] = field(default_factory=list)        # damaged sections
     unavailable: list[str] = field(default_factory=list)  # absent (extracted away) or sealed
+    scrambled: list[str] = field(default_factory=list)    # decoded, but no key unscrambled them
 
 
 def decode(data: bytes | container.SsbFile, groups: Optional[list[str]] = None, *, background: str = "transparent",
-           weights=None, warn: Callable[[str], None] = lambda msg: None) -> DecodeResult:
+           weights=None, keys: Optional[list[crypto.KeyMaterial]] = None,
+           warn: Callable[[str], None] = lambda msg: None, max_pixels: Optional[int] = None) -> DecodeResult:
     """Decode the named groups (all when None). Undecoded pixels are transparent (RGBA) or
-    filled with ``background``; a complete decode gives RGB (or L for grayscale sources)."""
+    filled with ``background``; a complete decode gives RGB (or L for grayscale sources).
+
+    ``keys`` are tried on sealed and scrambled groups: a group opens with the key that protected
+    it. A sealed group no key opens is left empty (``unavailable``); a scrambled one is decoded
+    as it is, scrambled (``scrambled``)."""
     ssb = data if isinstance(data, container.SsbFile) else container.read_ssb(data)
     hdr = ssb.header
+    check_pixel_budget(hdr.width, hdr.height, max_pixels)
     if background not in BACKGROUNDS:
         raise SsicError(f"background must be one of {', '.join(BACKGROUNDS)}")
     wanted = _select_groups(hdr, groups)
@@ -242,7 +349,8 @@ def decode(data: bytes | container.SsbFile, groups: Optional[list[str]] = None, 
     alpha = np.zeros((hc, wc), bool)
     result = DecodeResult(None, [])
     gain = _gain(lm, hdr.quality)
-    block_pixels = np.kron(_padded_ids(hdr.block_ids, canvas), np.ones((hdr.block_size,) * 2, np.int64))
+    block_pixels = np.kron(_padded_ids(hdr.block_ids, canvas), np.ones((hdr.block_size,) * 2, np.int16))
+    keyring = crypto.Keyring(keys or [])
     for g in wanted:
         name = hdr.groups[g].name
         if not hdr.groups[g].flags & container.FLAG_PRESENT:
@@ -250,13 +358,28 @@ def decode(data: bytes | container.SsbFile, groups: Optional[list[str]] = None, 
             warn(f"group {name!r} is not in this file (extracted away); left empty")
             continue
         try:
-            section = ssb.section(g)
+            opened = crypto.open_section(hdr, g, ssb.section(g), keyring)
             with torch.inference_mode():
-                crop, box = _decode_group(lm, canvas, hdr.block_ids, g, section, gain)
+                crop, box = _decode_group(lm, canvas, hdr.block_ids, g, opened.data, gain,
+                                          opened.scrambled, opened.perm_key)
+        except crypto.KeyRequiredError as exc:
+            result.unavailable.append(name)
+            warn(f"{exc}; left empty")
+            continue
+        except crypto.WrongKeyError as exc:
+            result.unavailable.append(name)
+            warn(f"{exc}{_tried(keyring, 'opens')}; left empty")
+            continue
         except FormatError as exc:
             result.lost.append(name)
             warn(f"group {name!r} is damaged and was skipped: {exc}")
             continue
+        if opened.scrambled and opened.perm_key is None:
+            result.scrambled.append(name)
+            if len(keyring):
+                warn(f"wrong key for group {name!r}{_tried(keyring, 'unscrambles')}; it is shown scrambled")
+            else:
+                warn(f"group {name!r} is scrambled and no key was given; it is shown scrambled")
         y0, x0, y1, x1 = box
         sel = block_pixels[y0:y1, x0:x1] == g
         pixels[y0:y1, x0:x1][sel] = crop[sel]
@@ -265,6 +388,10 @@ def decode(data: bytes | container.SsbFile, groups: Optional[list[str]] = None, 
     result.image = _compose(pixels[: hdr.height, : hdr.width], alpha[: hdr.height, : hdr.width], hdr.channels,
                             background, complete=len(result.decoded) == len(hdr.groups))
     return result
+
+
+def _tried(keyring: "crypto.Keyring", verb: str) -> str:
+    return "" if len(keyring) == 1 else f" (none of the {len(keyring)} keys given {verb} it)"
 
 
 def _select_groups(hdr: container.SsbHeader, groups: Optional[list[str]]) -> list[int]:
@@ -285,13 +412,15 @@ def _matching_weights(hdr: container.SsbHeader, weights) -> LoadedModel:
 def _padded_ids(ids: np.ndarray, canvas: Canvas) -> np.ndarray:
     hc, wc = canvas.size
     b = canvas.block_size
-    out = np.full((hc // b, wc // b), -1, np.int64)
+    out = np.full((hc // b, wc // b), -1, np.int16)
     out[: ids.shape[0], : ids.shape[1]] = ids
     return out
 
 
-def _decode_group(lm: LoadedModel, canvas: Canvas, ids: np.ndarray, g: int, section: bytes, gain: torch.Tensor):
-    """Pixels (h, w, 3) uint8 of the group's crop and the crop box in canvas pixels."""
+def _decode_group(lm: LoadedModel, canvas: Canvas, ids: np.ndarray, g: int, section: bytes, gain: torch.Tensor,
+                  scrambled: bool = False, perm_key: Optional[bytes] = None):
+    """Pixels (h, w, 3) uint8 of the group's crop and the crop box in canvas pixels.
+    A scrambled section decodes in shuffled order unless ``perm_key`` is given."""
     model = lm.model
     b = canvas.block_size
     y0, x0, y1, x1 = canvas.group_crop(ids, g)
@@ -299,12 +428,18 @@ def _decode_group(lm: LoadedModel, canvas: Canvas, ids: np.ndarray, g: int, sect
     in_g = keys_at_scale(keys, b, 16) == 0
     dec = SectionDecoder(section)
     where = touched(in_g)
-    z_hat = _decode_hyper(_tables(lm), (1, *where.shape[1:], model.config.hyper_latent), where, dec)
+    z_hat = _decode_hyper(_tables(lm), (1, *where.shape[1:], model.config.hyper_latent), where, dec,
+                          perm_key if scrambled else None)
     hyper = model.group_hyper(z_hat, in_g)
     ms = model.config.latent // model.config.slices
+    if scrambled:
+        symbols = _decode_scrambled_latents(dec, int(in_g.sum()), model.config.latent, perm_key)
 
-    def take(i, mu, idx):
-        return torch.from_numpy(dec.gaussian(idx.numpy()).astype(np.int64)).reshape(-1, ms)
+        def take(i, mu, idx):
+            return torch.from_numpy(symbols[:, i * ms:(i + 1) * ms].astype(np.int64))
+    else:
+        def take(i, mu, idx):
+            return torch.from_numpy(dec.gaussian(idx.numpy()).astype(np.int64)).reshape(-1, ms)
 
     y_hat = _latent_slices(lm, hyper, in_g, gain, take)
     dec.check_end()

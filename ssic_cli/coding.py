@@ -28,6 +28,11 @@ from .errors import FormatError
 from .model.entropy import SCALE_TABLE, SYMBOL_LIMIT
 
 _GAUSSIAN = constriction.stream.model.QuantizedGaussian(-SYMBOL_LIMIT, SYMBOL_LIMIT)
+# Two fixed 16-bit symbols at the bottom of every stack, decoded last: an ANS decoder turns
+# any words into *some* symbols, so this check (plus "stream fully consumed") is what tells a
+# damaged or foreign section from a good one when its CRC was forged (false pass ~2^-32).
+_SENTINEL_MODEL = constriction.stream.model.Uniform(1 << 16)
+_SENTINEL = np.array([0x55AA, 0xC33C], np.int32)
 
 
 def _categorical(probabilities: np.ndarray):
@@ -53,6 +58,7 @@ class SectionEncoder:
 
     def finish(self) -> bytes:
         coder = constriction.stream.stack.AnsCoder()
+        coder.encode_reverse(_SENTINEL, _SENTINEL_MODEL)
         for kind, symbols, param in reversed(self._chunks):
             if kind == "g":
                 coder.encode_reverse(symbols, _GAUSSIAN, np.zeros_like(param), param)
@@ -91,6 +97,13 @@ class SectionDecoder:
             raise FormatError(f"section data is invalid ({exc})") from None
 
     def check_end(self) -> None:
-        """A valid section is consumed exactly; leftovers mean damage or a foreign section."""
+        """A valid section ends with the sentinel and is consumed exactly; anything else means
+        damage or a foreign section."""
+        try:
+            tail = self._coder.decode(_SENTINEL_MODEL, len(_SENTINEL))
+        except Exception:
+            tail = None
+        if tail is None or not np.array_equal(tail, _SENTINEL):
+            raise FormatError("section data is damaged (end-of-section check failed)")
         if not self._coder.is_empty():
             raise FormatError("section data does not match its group (stream not fully consumed)")

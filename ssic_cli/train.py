@@ -40,6 +40,7 @@ class TrainOptions:
     max_steps: int = 10**9
     max_hours: float = 1e9                # wall-clock budget of this invocation
     checkpoint_minutes: float = 8.0
+    log_every: int = 50                   # steps between log.jsonl records
     eval_dir: Path | None = None          # e.g. Kodak: evaluated with real bitstreams
     eval_minutes: float = 30.0
     eval_qualities: tuple[float, ...] = (2.0, 5.0, 8.0)
@@ -237,10 +238,10 @@ def run(opt: TrainOptions) -> dict:
         step += 1
         images_seen += opt.batch * world
         for k, v in (("loss", loss), ("bpp", bpp), ("psnr", psnr)):
-            acc[k] += float(v)
+            acc[k] += float(v.detach())
         acc["n"] += 1
         bar(step, loss.item(), bpp.item(), psnr.item())
-        if step % 50 == 0 and log_file:
+        if step % opt.log_every == 0 and log_file:
             n = acc.pop("n")
             rec = {"step": step, "images": images_seen, "time": round(time.time() - start, 1),
                    "lr": lr_at(step, opt), **{k: round(v / n, 4) for k, v in acc.items()}}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,7 +75,11 @@ def load_weights(path: "Path | LoadedModel | None" = None) -> LoadedModel:
     except (KeyError, RuntimeError, ValueError, OSError, EOFError) as exc:
         raise SsicError(f"cannot load weights {path}: {exc}") from None
     model.eval()
-    loaded = LoadedModel(model, model_id, file_hash(path)[:HASH_BYTES], path, blob.get("card", {}))
+    card = dict(blob.get("card", {}))
+    sidecar = path.with_suffix(".json")            # measured figures, written after export
+    if sidecar.exists():
+        card.update(json.loads(sidecar.read_text()))
+    loaded = LoadedModel(model, model_id, file_hash(path)[:HASH_BYTES], path, card)
     _CACHE[key] = loaded
     return loaded
 

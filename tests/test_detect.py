@@ -689,8 +689,10 @@ def test_detector_none_means_user_regions_only(tmp_path):
 
 def test_float_boxes_grow_to_whole_pixels():
     r = Region("car", (31.5, 0.2, 32.2, 10.0))       # third-party float box touching two blocks
-    gm = regions_to_group_mask([r], 64, 32, block_size=32)
-    assert gm.ids.tolist() == [[1, 1]]
+    gm = regions_to_group_mask([r], 96, 32, block_size=32)
+    assert gm.ids.tolist() == [[1, 1, 0]]
+    with pytest.raises(SsicError, match="finite"):
+        regions_to_group_mask([Region("car", (float("nan"), 0, 1, 1))], 96, 32)
 
 
 def test_label_map_that_is_a_photo_is_refused(tmp_path):

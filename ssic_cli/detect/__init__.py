@@ -6,7 +6,6 @@ Heavy packages (ultralytics, OpenCV) load only when a detector is built.
 """
 from __future__ import annotations
 
-import inspect
 import sys
 from pathlib import Path
 from typing import Callable, Optional

@@ -1,0 +1,184 @@
+"""Damaged and forged .ssb files: every case ends in an SsicError or a decode, never a crash.
+
+The mutation engine is ``bench/fuzz.py`` (which runs ≥ 10 000 cases for ``make fuzz``); here
+hypothesis drives it with seeds, so a failing case is reproducible from its seed.
+"""
+from __future__ import annotations
+
+import importlib.util
+import random
+import signal
+import tracemalloc
+import zlib
+from contextlib import contextmanager
+from datetime import timedelta
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ssic_cli import codec, container
+from ssic_cli.errors import FormatError, SsicError
+
+from .conftest import ROOT
+
+_spec = importlib.util.spec_from_file_location("ssic_bench_fuzz", ROOT / "bench" / "fuzz.py")
+fuzz = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fuzz)
+
+CASE_SECONDS = 60          # a hang fails the test instead of stalling the suite
+# Seeds, not st.randoms(): conftest flushes denormals, and hypothesis then refuses to draw floats.
+SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
+FUZZ = settings(max_examples=300, deadline=timedelta(seconds=30), derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny decodes: one torch thread is faster, and fair to whatever else runs on the machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    from ssic_cli import crypto
+    saved = crypto.DEFAULT_KDF
+    try:
+        return fuzz.build_corpus()
+    finally:
+        crypto.DEFAULT_KDF = saved
+
+
+@pytest.fixture(scope="module")
+def reference(corpus):
+    """Each corpus file decoded with its keys: (image array, block mask)."""
+    out = {}
+    for name, data in corpus.items():
+        ssb = container.read_ssb(data)
+        keys = [fuzz.crypto_key(k) for k in (fuzz.KEY1, fuzz.KEY2)]
+        out[name] = _color(np.asarray(codec.decode(ssb, keys=keys).image), ssb.header.channels), ssb.header
+    return out
+
+
+@contextmanager
+def time_limit(seconds: int):
+    def stop(signum, frame):
+        raise TimeoutError(f"case took over {seconds} s")
+    old = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_corpus_decodes(corpus):
+    for data in corpus.values():
+        for keys in (False, True):
+            assert fuzz.run_case(data, keys) == "ok"
+
+
+@FUZZ
+@given(seed=SEEDS)
+def test_read_ssb_never_crashes(corpus, seed):
+    rng = random.Random(seed)
+    name, kind, what, data = fuzz.mutate(rng, corpus)
+    try:
+        with time_limit(CASE_SECONDS):
+            ssb = container.read_ssb(data)
+            for i, g in enumerate(ssb.header.groups):
+                if g.present:
+                    try:
+                        ssb.section(i)
+                    except FormatError:
+                        pass
+            container.describe(ssb)
+    except SsicError:
+        pass
+
+
+@settings(FUZZ, max_examples=150)
+@given(seed=SEEDS, with_keys=st.booleans())
+def test_decode_never_crashes(corpus, seed, with_keys):
+    rng = random.Random(seed)
+    name, kind, what, data = fuzz.mutate(rng, corpus)
+    with time_limit(CASE_SECONDS):
+        outcome = fuzz.run_case(data, with_keys)
+    assert not outcome.startswith("crash"), (name, what, outcome)
+
+
+@settings(FUZZ, max_examples=100)
+@given(seed=SEEDS, with_keys=st.booleans())
+def test_garbage_section_loses_that_group_only(corpus, reference, seed, with_keys):
+    """Section bytes damaged with the CRC-32 recomputed reach the rANS decoder (and the AES-GCM
+    check): the group decodes to garbage or is reported lost; every other group is untouched."""
+    rng = random.Random(seed)
+    name = rng.choice(sorted(corpus))
+    data, what = fuzz.m_section_garbage(rng, corpus[name], corpus)
+    damaged = int(what.split()[1])
+    keys = [fuzz.crypto_key(k) for k in (fuzz.KEY1, fuzz.KEY2)] if with_keys else None
+    with time_limit(CASE_SECONDS):
+        res = codec.decode(data, keys=keys)
+    full, header = reference[name]
+    got = _color(np.asarray(res.image), header.channels)
+    b = header.block_size
+    pix = np.kron(header.block_ids, np.ones((b, b), np.uint8))[:header.height, :header.width]
+    for g, entry in enumerate(header.groups):
+        if g != damaged and entry.name in res.decoded and entry.name not in res.scrambled:
+            assert np.array_equal(got[pix == g], full[pix == g]), (name, what, entry.name)
+    changed = fuzz.Raw(data).sections[damaged] != fuzz.Raw(corpus[name]).sections[damaged]
+    if header.groups[damaged].flags & container.FLAG_SEALED and with_keys and changed:
+        assert header.groups[damaged].name in res.lost, what     # AES-GCM notices any change
+
+
+def _color(img: np.ndarray, channels: int) -> np.ndarray:
+    """Without alpha: (H, W, 3) for colour, (H, W) for grayscale."""
+    if channels == 1:
+        return img if img.ndim == 2 else img[..., 0]
+    return img[..., :3]
+
+
+def test_forged_huge_image_is_refused_before_allocation(corpus):
+    raw = fuzz.Raw(corpus["plain"])
+    raw.set("width", 60000)
+    raw.set("height", 60000)
+    forged = raw.dump()
+    tracemalloc.start()
+    try:
+        with pytest.raises(FormatError, match="60000×60000, over the limit of 200000000 pixels"):
+            container.read_ssb(forged)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, peak
+    # Under the limit but inconsistent with the 3×4 block mask: refused, nothing decoded.
+    raw.set("width", 14000)
+    raw.set("height", 14000)
+    with pytest.raises(FormatError, match="block mask"):
+        container.read_ssb(raw.dump())
+    # The reader's limit is a parameter.
+    with pytest.raises(FormatError, match="over the limit of 1000 pixels"):
+        container.read_ssb(corpus["plain"], max_pixels=1000)
+
+
+def test_mask_zip_bomb_is_refused(corpus):
+    raw = fuzz.Raw(corpus["plain"])
+    raw.set_blob("mask", zlib.compress(bytes(1 << 24), 9))
+    with pytest.raises(FormatError, match="block mask is"):
+        container.read_ssb(raw.dump())
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_fixed_seeds_match_the_bench(corpus, seed):
+    """The bench's first cases, as a cheap regression net that needs no hypothesis."""
+    rng = random.Random(seed)
+    for _ in range(15):
+        _, _, what, data = fuzz.mutate(rng, corpus)
+        with time_limit(CASE_SECONDS):
+            assert not fuzz.run_case(data, rng.random() < 0.5).startswith("crash"), what
