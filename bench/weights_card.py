@@ -67,7 +67,7 @@ def render(name: str, card: dict) -> str:
                      for r in card["kodak"])
     curve = "\n".join(f"| {r['step']} | {r['images']} | " + " | ".join(f"{v[0]:.3f} / {v[1]:.2f}" for v in r["eval"].values()) + " |"
                       for r in card.get("training_curve", []))
-    qs = " | ".join(f"q{q}" for q in (card.get("training_curve") or [{"eval": {}}])[-1]["eval"].keys())
+    qs = " | ".join(f"{q}" for q in (card.get("training_curve") or [{"eval": {}}])[-1]["eval"].keys())
     return f"""# Shipped weights: `{name}`
 
 | | |
@@ -75,14 +75,14 @@ def render(name: str, card: dict) -> str:
 | architecture | `{card['model_id']}`: GI Swin transform, stages (48, 96, 128, 192) ch at 1/2…1/16, token MLP at 1/2, GI Swin depths (1, 2, 2) window 8 from 1/4; per-group hyperprior (2 GI Swin blocks each side, 64-ch z); ChARM with 6 slices, 1×1 slice transforms; variable rate by 8 learned gain vectors |
 | parameters | {card['parameters']:,} (transform weights stored as float16, entropy tables and gains float32) |
 | data | 2,068 photo crops of 256×256 (the shared training set), random 128² crops + flips; random irregular group masks (half single-group) |
-| steps | {card['steps']:,} × batch {opts.get('batch', '16')} = {card['images_seen']:,} images seen |
+| steps | {card['steps']:,} steps, {card['images_seen']:,} images seen (batch as in the training log; this run used 16, then 8 from step 654) |
 | CPU time | {card['cpu_hours']} CPU-hours (2-core AVX2 EPYC, fp32, shared with development work) |
 | optimiser | Adam, lr {opts.get('lr', '?')} after {opts.get('warmup_steps', '?')} warm-up steps, grad-norm clip 1.0 |
 
 ## Kodak, real bitstreams
 
 {card['kodak_protocol']}; {card['kodak_images']} images, measured {card['kodak_measured']}.
-Times are medians per image (encode includes entropy coding; decode includes writing nothing).
+Times are medians per image (entropy coding included, file I/O excluded).
 
 | quality | bpp | PSNR (dB) | encode s | decode s |
 |---|---|---|---|---|
