@@ -412,13 +412,15 @@ Examples:
 @click.option("--eval-dir", type=click.Path(file_okay=False, path_type=Path), help="Images for periodic real-bitstream evaluation.")
 @click.option("--eval-minutes", type=float, default=30.0, show_default=True)
 @click.option("--log-every", type=click.IntRange(1), default=50, show_default=True, help="Steps between log records.")
+@click.option("--init", type=click.Path(dir_okay=False, path_type=Path),
+              help="Start a new run from a weights file (e.g. weights/ssic-tiny-*.pt); ignored when --out has a checkpoint.")
 @click.option("--threads", type=int, default=0, help="torch threads (0: default).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Instead of training: write the run's weights (tables frozen) into this folder.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(data, out, crop, batch, lr, max_steps, hours, checkpoint_minutes, eval_dir, eval_minutes, log_every, threads,
-          seed, export_dir, quiet):
+def train(data, out, crop, batch, lr, max_steps, hours, checkpoint_minutes, eval_dir, eval_minutes, log_every, init,
+          threads, seed, export_dir, quiet):
     """Train (or resume training) the codec; one run serves every quality."""
     if export_dir:
         from .weights import export_from_checkpoint
@@ -431,7 +433,7 @@ def train(data, out, crop, batch, lr, max_steps, hours, checkpoint_minutes, eval
     from .train import TrainOptions, run
     run(TrainOptions(data=data, out=out, crop=crop, batch=batch, lr=lr, max_steps=max_steps, max_hours=hours,
                      checkpoint_minutes=checkpoint_minutes, eval_dir=eval_dir, eval_minutes=eval_minutes,
-                     log_every=log_every, threads=threads, seed=seed, progress=not quiet))
+                     log_every=log_every, init=init, threads=threads, seed=seed, progress=not quiet))
 
 
 # ----- entry point -----------------------------------------------------------------------------

@@ -41,6 +41,7 @@ class TrainOptions:
     max_hours: float = 1e9                # wall-clock budget of this invocation
     checkpoint_minutes: float = 8.0
     log_every: int = 50                   # steps between log.jsonl records
+    init: Path | None = None              # weights file to start from when the run has no checkpoint
     eval_dir: Path | None = None          # e.g. Kodak: evaluated with real bitstreams
     eval_minutes: float = 30.0
     eval_qualities: tuple[float, ...] = (2.0, 5.0, 8.0)
@@ -192,6 +193,9 @@ def run(opt: TrainOptions) -> dict:
         rng.bit_generator.state = state["numpy_rng"][rank] if rank < len(state["numpy_rng"]) else rng.bit_generator.state
         torch.set_rng_state(state["torch_rng"])
         _log(rank, f"resumed from {ckpt_path} at step {step} ({images_seen} images)")
+    elif opt.init:
+        step, images_seen, cpu_seconds = _init_from_weights(model, opt.init)
+        _log(rank, f"started from {opt.init} (step {step}, {images_seen} images; optimiser state is new)")
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
@@ -259,6 +263,20 @@ def run(opt: TrainOptions) -> dict:
         log_file.close()
     _log(rank, f"stopped at step {step} ({images_seen} images, {cpu_seconds / 3600:.2f} CPU-hours); checkpoint {ckpt_path}")
     return {"step": step, "images_seen": images_seen, "cpu_hours": cpu_seconds / 3600}
+
+
+def _init_from_weights(model, path: Path) -> tuple[int, int, float]:
+    """Load a shipped weights file (e.g. to continue a campaign in a new place); keeps its
+    step / image / CPU-time accounting from the card."""
+    from .weights import load_weights
+    loaded = load_weights(path)
+    # The frozen coding tables (_quantized_cdf …) are rebuilt at export; a training model has none.
+    frozen = ("entropy_bottleneck._quantized_cdf", "entropy_bottleneck._offset", "entropy_bottleneck._cdf_length")
+    result = model.load_state_dict({k: v for k, v in loaded.model.state_dict().items() if k not in frozen}, strict=False)
+    if result.unexpected_keys or set(result.missing_keys) - set(frozen):
+        raise SystemExit(f"{path} does not fit this model ({result.missing_keys or result.unexpected_keys})")
+    card = loaded.card
+    return int(card.get("steps", 0)), int(card.get("images_seen", 0)), float(card.get("cpu_hours", 0.0)) * 3600
 
 
 def _periodic_eval(model, opt: TrainOptions, step: int, images_seen: int, log_file) -> None:

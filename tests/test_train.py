@@ -55,6 +55,11 @@ def test_train_resume_and_export(tmp_path, data_dir, capsys):
     assert lm.card["steps"] == 3 and lm.card["images_seen"] == 6
     img = np.zeros((32, 48, 3), np.uint8)
     assert codec.decode(codec.encode(img, single_group(48, 32), 4.0, weights=lm), weights=lm).image.size == (48, 32)
+    fresh = tmp_path / "fresh"                     # a new run started from the shipped-style weights
+    assert main([str(a) for a in ["train", "--data", data_dir, "--out", fresh, "--batch", "2", "--log-every", "1",
+                                  "--quiet", "--init", path, "--max-steps", "4"]]) == 0
+    assert "started from" in capsys.readouterr().err
+    assert [json.loads(line)["step"] for line in (fresh / "log.jsonl").read_text().splitlines()] == [4]
 
 
 def test_distributed_two_cpu_processes(tmp_path, data_dir):
