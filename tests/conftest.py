@@ -47,3 +47,12 @@ def block_pixels(gm: GroupMask, width: int, height: int) -> np.ndarray:
     """Group index per pixel (H, W)."""
     b = gm.block_size
     return np.kron(gm.ids, np.ones((b, b), np.uint8))[:height, :width]
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny images: one torch thread is faster, and fair to whatever else runs on the machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -20,13 +20,8 @@ W, H = 192, 128
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny images: one torch thread is faster, and fair to whatever else runs on the machine."""
-    import torch
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """Every test here runs on one torch thread (see conftest.one_thread)."""
 
 
 @pytest.fixture(autouse=True)

@@ -36,12 +36,8 @@ FUZZ = settings(max_examples=300, deadline=timedelta(seconds=30), derandomize=Tr
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny decodes: one torch thread is faster, and fair to whatever else runs on the machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """Every test here runs on one torch thread (see conftest.one_thread)."""
 
 
 @pytest.fixture(scope="module")
