@@ -8,6 +8,7 @@ card) and ``weights/README.md``.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import platform
@@ -67,6 +68,7 @@ def render(name: str, card: dict) -> str:
                      for r in card["kodak"])
     curve = "\n".join(f"| {r['step']} | {r['images']} | " + " | ".join(f"{v[0]:.3f} / {v[1]:.2f}" for v in r["eval"].values()) + " |"
                       for r in card.get("training_curve", []))
+    drops = "".join(f", ×0.1 from step {d:,}" for d in ast.literal_eval(opts.get("lr_drops", "()")))  # stored as str
     qs = " | ".join(f"{q}" for q in (card.get("training_curve") or [{"eval": {}}])[-1]["eval"].keys())
     return f"""# Shipped weights: `{name}`
 
@@ -77,7 +79,7 @@ def render(name: str, card: dict) -> str:
 | data | 2,068 photo crops of 256×256 (the shared training set), random 128² crops + flips; random irregular group masks (half single-group) |
 | steps | {card['steps']:,} steps, {card['images_seen']:,} images seen (batch as in the training log; this run used 16, then 8 from step 654) |
 | CPU time | {card['cpu_hours']} CPU-hours (2-core AVX2 EPYC, fp32, shared with development work) |
-| optimiser | Adam, lr {opts.get('lr', '?')} after {opts.get('warmup_steps', '?')} warm-up steps, grad-norm clip 1.0 |
+| optimiser | Adam, lr {opts.get('lr', '?')} after {opts.get('warmup_steps', '?')} warm-up steps{drops}, grad-norm clip 1.0 |
 
 ## Kodak, real bitstreams
 
@@ -94,9 +96,9 @@ Times are medians per image (entropy coding included, file I/O excluded).
 |---|---|{'---|' * max(1, len(qs.split('|')))}
 {curve}
 
-This is an early snapshot of a run that continues (see the training campaign issue): it is far
-from converged and well below classic codecs. Regenerate this card with
-`python bench/weights_card.py --curve runs/tiny/log.jsonl`.
+Where these weights stand against classic codecs (BD-rate on Kodak) is in the top-level README;
+the run is far from converged. Regenerate this card with
+`python bench/weights_card.py --from-rd bench/results/rd_kodak.json --curve runs/tiny/log.jsonl`.
 """
 
 

@@ -406,6 +406,8 @@ Examples:
 @click.option("--crop", type=click.IntRange(128, 1024), default=128, show_default=True, help="Crop size (multiple of 128).")
 @click.option("--batch", type=click.IntRange(1, 1024), default=16, show_default=True)
 @click.option("--lr", type=float, default=3e-4, show_default=True)
+@click.option("--lr-drop", "lr_drops", type=click.IntRange(1), multiple=True,
+              help="Step at which the learning rate drops 10x (repeatable), e.g. near the end of a run.")
 @click.option("--max-steps", type=int, default=10**9)
 @click.option("--hours", type=float, default=1e9, help="Wall-clock budget of this invocation.")
 @click.option("--checkpoint-minutes", type=float, default=8.0, show_default=True)
@@ -419,7 +421,7 @@ Examples:
 @click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Instead of training: write the run's weights (tables frozen) into this folder.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(data, out, crop, batch, lr, max_steps, hours, checkpoint_minutes, eval_dir, eval_minutes, log_every, init,
+def train(data, out, crop, batch, lr, lr_drops, max_steps, hours, checkpoint_minutes, eval_dir, eval_minutes, log_every, init,
           threads, seed, export_dir, quiet):
     """Train (or resume training) the codec; one run serves every quality."""
     if export_dir:
@@ -431,7 +433,7 @@ def train(data, out, crop, batch, lr, max_steps, hours, checkpoint_minutes, eval
     if crop % 128:
         raise click.UsageError("--crop must be a multiple of 128")
     from .train import TrainOptions, run
-    run(TrainOptions(data=data, out=out, crop=crop, batch=batch, lr=lr, max_steps=max_steps, max_hours=hours,
+    run(TrainOptions(data=data, out=out, crop=crop, batch=batch, lr=lr, lr_drops=tuple(sorted(lr_drops)), max_steps=max_steps, max_hours=hours,
                      checkpoint_minutes=checkpoint_minutes, eval_dir=eval_dir, eval_minutes=eval_minutes,
                      log_every=log_every, init=init, threads=threads, seed=seed, progress=not quiet))
 

@@ -466,6 +466,8 @@ def _compose(pixels: np.ndarray, alpha: np.ndarray, channels: int, background: s
 # ----- extract / inspect -------------------------------------------------------------------------
 def extract(data: bytes | container.SsbFile, groups: list[str]) -> bytes:
     """A smaller, valid .ssb holding only ``groups`` (section bytes copied verbatim)."""
+    if not groups:        # unlike decode, "nothing named" must not mean "everything"
+        raise SsicError("extract needs at least one group name")
     ssb = data if isinstance(data, container.SsbFile) else container.read_ssb(data)
     keep = _select_groups(ssb.header, groups)
     return container.extract_ssb(ssb, keep)

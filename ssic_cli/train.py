@@ -37,6 +37,7 @@ class TrainOptions:
     batch: int = 16
     lr: float = 2e-4
     warmup_steps: int = 300
+    lr_drops: tuple[int, ...] = ()        # steps at which the lr is multiplied by 0.1 (step decay)
     max_steps: int = 10**9
     max_hours: float = 1e9                # wall-clock budget of this invocation
     checkpoint_minutes: float = 8.0
@@ -138,7 +139,9 @@ def rd_loss(out: dict, x: torch.Tensor, quality: torch.Tensor):
 
 
 def lr_at(step: int, opt: TrainOptions) -> float:
-    return opt.lr * min(1.0, (step + 1) / max(1, opt.warmup_steps))
+    """Linear warm-up, then 0.1× at each of `lr_drops` (the usual last-stretch decay of LIC training)."""
+    warmup = min(1.0, (step + 1) / max(1, opt.warmup_steps))
+    return opt.lr * warmup * 0.1 ** sum(step >= drop for drop in opt.lr_drops)
 
 
 def save_checkpoint(path: Path, state: dict) -> None:

@@ -84,6 +84,8 @@ def test_extract_decodes_like_the_subset(kodak):
     assert np.array_equal(a, b)
     res = codec.decode(small)                                # all: the absent one is reported
     assert res.unavailable == ["background"] and res.image.mode == "RGBA"
+    with pytest.raises(SsicError, match="at least one group"):
+        codec.extract(data, [])                              # nothing named is not "everything"
 
 
 def test_corrupted_section_loses_only_its_group(kodak):

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from ssic_cli.cli import main
-from ssic_cli.train import random_group_blocks
+from ssic_cli.train import TrainOptions, lr_at, random_group_blocks
 
 from .conftest import ROOT, crop
 
@@ -71,3 +71,12 @@ def test_distributed_two_cpu_processes(tmp_path, data_dir):
     assert proc.returncode == 0, proc.stderr[-2000:]
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2] and records[-1]["images"] == 8   # 2 ranks × batch 2 × 2 steps
+
+
+def test_lr_warms_up_then_drops_tenfold_at_each_milestone(tmp_path):
+    opt = TrainOptions(data=tmp_path, out=tmp_path, lr=1e-3, warmup_steps=10, lr_drops=(100, 200))
+    assert lr_at(0, opt) == pytest.approx(1e-4)
+    assert lr_at(50, opt) == pytest.approx(1e-3)
+    assert lr_at(99, opt) == pytest.approx(1e-3)
+    assert lr_at(100, opt) == pytest.approx(1e-4)
+    assert lr_at(250, opt) == pytest.approx(1e-5)
