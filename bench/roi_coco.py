@@ -510,6 +510,8 @@ def plot(results: dict, path: Path) -> None:
         ax.axhline(ds["variants"]["original"]["ap50_mask"], color="k", lw=.8, label="original")
         ax.set(xscale="log", xlabel="bits / person pixel", ylabel="person mask AP50",
                title=f"YOLOv8n-seg on decodes ({ds['images']} images)")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.grid(alpha=.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
