@@ -481,23 +481,28 @@ STYLE = {"ssic": ("C3", "-", "o"), "ssic-full": ("C3", "--", "o"), "ssic-box": (
          "avif": ("C0", "-", "x"), "avif-crop": ("C0", "--", "d")}
 
 
+def _log_axes(ax, xlabel: str, ylabel: str, title: str) -> None:
+    """Log-rate axis with plain tick labels (1, 2, 5 rather than 10^0), grid, legend."""
+    import matplotlib.ticker
+    ax.set(xscale="log", xlabel=xlabel, ylabel=ylabel, title=title)   # set_xscale resets formatters
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.grid(alpha=.3)
+    ax.legend(fontsize=8)
+
+
 def plot(results: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import matplotlib.ticker
     c = results["curves"]
     fig, axes = plt.subplots(1, len(c) + bool(results.get("downstream")), figsize=(6 * (len(c) + 1), 4.5))
     for ax, (roi, methods) in zip(axes, c.items()):
         for m, pts in methods.items():
             colour, line, marker = STYLE.get(m, ("k", "-", "."))
             ax.plot([p["bpp"] for p in pts], [p["psnr"] for p in pts], line, color=colour, marker=marker, label=m, ms=4)
-        ax.set(xscale="log", xlabel="bits / ROI pixel", ylabel="PSNR over ROI mask (dB)",
-               title=f"ROI = {roi} ({results['meta']['images'][roi]} COCO images)")
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.grid(alpha=.3)
-        ax.legend(fontsize=8)
+        _log_axes(ax, "bits / ROI pixel", "PSNR over ROI mask (dB)",
+                  f"ROI = {roi} ({results['meta']['images'][roi]} COCO images)")
     ds = results.get("downstream")
     if ds:
         ax = axes[-1]
@@ -508,12 +513,7 @@ def plot(results: dict, path: Path) -> None:
                 colour, line, marker = STYLE[m]
                 ax.plot(*zip(*pts), line, color=colour, marker=marker, label=m, ms=4)
         ax.axhline(ds["variants"]["original"]["ap50_mask"], color="k", lw=.8, label="original")
-        ax.set(xscale="log", xlabel="bits / person pixel", ylabel="person mask AP50",
-               title=f"YOLOv8n-seg on decodes ({ds['images']} images)")
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.grid(alpha=.3)
-        ax.legend(fontsize=8)
+        _log_axes(ax, "bits / person pixel", "person mask AP50", f"YOLOv8n-seg on decodes ({ds['images']} images)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
