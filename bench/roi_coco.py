@@ -123,17 +123,14 @@ def group_mask_for(roi_name: str, regions: list, width: int, height: int, boxes_
 
 def group_area(group_mask, names: list[str], width: int, height: int) -> np.ndarray:
     """Bool H x W: the pixels of the blocks of the named groups (what their decode produces)."""
-    ids = np.isin(group_mask.ids, [group_mask.index_of(n) for n in names if n in group_mask.names])
-    b = group_mask.block_size
-    return np.kron(ids, np.ones((b, b), bool))[:height, :width]
+    wanted = [group_mask.index_of(n) for n in names if n in group_mask.names]
+    return np.isin(group_mask.pixel_ids(width, height), wanted)
 
 
 def masked_psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> Optional[float]:
-    if not where.any():
-        return None
-    d = a[where].astype(np.float64) - b[where].astype(np.float64)
-    mse = float(np.mean(d ** 2))
-    return 99.0 if mse == 0 else float(10 * np.log10(255.0 ** 2 / mse))
+    """PSNR over the ``where`` pixels; None when there are none, 99 dB (not inf: JSON) when equal."""
+    from ssic_cli.evaluate import psnr
+    return min(psnr(a[where], b[where]), 99.0) if where.any() else None
 
 
 def boundary_band(mask: np.ndarray, px: int) -> np.ndarray:

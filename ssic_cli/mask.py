@@ -51,6 +51,11 @@ class GroupMask:
             return (0, 0, 0, 0)
         return (int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1)
 
+    def pixel_ids(self, width: int, height: int) -> np.ndarray:
+        """Group index of every pixel of a ``width`` x ``height`` image, (H, W) uint8."""
+        b = self.block_size
+        return np.repeat(np.repeat(self.ids, b, axis=0), b, axis=1)[:height, :width]
+
     def bbox_pixels(self, group: int, width: int, height: int) -> tuple[int, int, int, int]:
         """(x0, y0, x1, y1) in pixels, clipped to the image."""
         r0, c0, r1, c1 = self.bbox_blocks(group)

@@ -59,7 +59,7 @@ def render_overlay(image_rgb: np.ndarray, group_mask: GroupMask):
         raise SsicError(f"group mask is {cols}x{rows} blocks of {b}; the image is {w}x{h}")
 
     colours = group_colours(group_mask.num_groups)
-    pixel_ids = np.repeat(np.repeat(ids, b, axis=0), b, axis=1)[:h, :w]
+    pixel_ids = group_mask.pixel_ids(w, h)
     out = img.astype(np.float32)
     for g, name in enumerate(group_mask.names):
         if name == BACKGROUND:

@@ -45,8 +45,7 @@ def three_groups(width: int, height: int, block: int = 32) -> GroupMask:
 
 def block_pixels(gm: GroupMask, width: int, height: int) -> np.ndarray:
     """Group index per pixel (H, W)."""
-    b = gm.block_size
-    return np.kron(gm.ids, np.ones((b, b), np.uint8))[:height, :width]
+    return gm.pixel_ids(width, height)
 
 
 @pytest.fixture(scope="module")
