@@ -62,6 +62,23 @@ def main(argv=None) -> int:
     return 0
 
 
+def architecture(model_id: str) -> str:
+    from ssic_cli.model import MODEL_CONFIGS
+    c = MODEL_CONFIGS[model_id]
+    refine = ", ".join(f"1/{s}" for s in c.refine_scales)
+    text = (f"`{model_id}`: GI Swin transform, stages {c.dims} ch at 1/2…1/16, token MLP at 1/2, GI Swin depths "
+            f"{c.depths[1:]} window {c.window} from 1/4")
+    if refine:
+        text += f"; group-masked depthwise 3×3 conv blocks after the {refine} synthesis stages"
+    return text + (f"; per-group hyperprior (2 GI Swin blocks each side, {c.hyper_latent}-ch z); ChARM with "
+                   f"{c.slices} slices, 1×1 slice transforms; variable rate by 8 learned gain vectors")
+
+
+# How the shipped weights came to be: a campaign fact the checkpoint cannot know.
+HISTORY = ("batch 16, then 8 from step 654; `ssic-tiny` until step 8,837, then grown into `ssic-tiny2` "
+           "(new conv blocks start as the identity; new optimiser, 300 warm-up steps)")
+
+
 def render(name: str, card: dict) -> str:
     opts = card.get("training_options", {})
     rows = "\n".join(f"| {r['quality']:g} | {r['bpp']:.4f} | {r['psnr']:.2f} | {r['encode_s']:.2f} | {r['decode_s']:.2f} |"
@@ -74,10 +91,10 @@ def render(name: str, card: dict) -> str:
 
 | | |
 |---|---|
-| architecture | `{card['model_id']}`: GI Swin transform, stages (48, 96, 128, 192) ch at 1/2…1/16, token MLP at 1/2, GI Swin depths (1, 2, 2) window 8 from 1/4; per-group hyperprior (2 GI Swin blocks each side, 64-ch z); ChARM with 6 slices, 1×1 slice transforms; variable rate by 8 learned gain vectors |
+| architecture | {architecture(card['model_id'])} |
 | parameters | {card['parameters']:,} (transform weights stored as float16, entropy tables and gains float32) |
 | data | 2,068 photo crops of 256×256 (the shared training set), random 128² crops + flips; random irregular group masks (half single-group) |
-| steps | {card['steps']:,} steps, {card['images_seen']:,} images seen (batch as in the training log; this run used 16, then 8 from step 654) |
+| steps | {card['steps']:,} steps, {card['images_seen']:,} images seen ({HISTORY}) |
 | CPU time | {card['cpu_hours']} CPU-hours (2-core AVX2 EPYC, fp32, shared with development work) |
 | optimiser | Adam, lr {opts.get('lr', '?')} after {opts.get('warmup_steps', '?')} warm-up steps{drops}, grad-norm clip 1.0 |
 

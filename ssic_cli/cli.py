@@ -403,6 +403,8 @@ Examples:
 """)
 @click.option("--data", type=click.Path(file_okay=False, path_type=Path), help="Folder of training images (recursive).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run folder (checkpoints, log.jsonl).")
+@click.option("--model", "model_id", default="ssic-tiny2", show_default=True,
+              help="Architecture (ssic-tiny, or ssic-tiny2 = ssic-tiny + seam-smoothing convolutions).")
 @click.option("--crop", type=click.IntRange(128, 1024), default=128, show_default=True, help="Crop size (multiple of 128).")
 @click.option("--batch", type=click.IntRange(1, 1024), default=16, show_default=True)
 @click.option("--lr", type=float, default=3e-4, show_default=True)
@@ -415,13 +417,13 @@ Examples:
 @click.option("--eval-minutes", type=float, default=30.0, show_default=True)
 @click.option("--log-every", type=click.IntRange(1), default=50, show_default=True, help="Steps between log records.")
 @click.option("--init", type=click.Path(dir_okay=False, path_type=Path),
-              help="Start a new run from a weights file (e.g. weights/ssic-tiny-*.pt); ignored when --out has a checkpoint.")
+              help="Start a new run from a weights file (e.g. weights/ssic-tiny2-*.pt); ignored when --out has a checkpoint.")
 @click.option("--threads", type=int, default=0, help="torch threads (0: default).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Instead of training: write the run's weights (tables frozen) into this folder.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(data, out, crop, batch, lr, lr_drops, max_steps, hours, checkpoint_minutes, eval_dir, eval_minutes, log_every, init,
+def train(data, out, model_id, crop, batch, lr, lr_drops, max_steps, hours, checkpoint_minutes, eval_dir, eval_minutes, log_every, init,
           threads, seed, export_dir, quiet):
     """Train (or resume training) the codec; one run serves every quality."""
     if export_dir:
@@ -432,8 +434,11 @@ def train(data, out, crop, batch, lr, lr_drops, max_steps, hours, checkpoint_min
         raise click.UsageError("--data is required to train")
     if crop % 128:
         raise click.UsageError("--crop must be a multiple of 128")
+    from .model import MODEL_CONFIGS
+    if model_id not in MODEL_CONFIGS:
+        raise click.UsageError(f"unknown --model {model_id!r} (known: {', '.join(sorted(MODEL_CONFIGS))})")
     from .train import TrainOptions, run
-    run(TrainOptions(data=data, out=out, crop=crop, batch=batch, lr=lr, lr_drops=tuple(sorted(lr_drops)), max_steps=max_steps, max_hours=hours,
+    run(TrainOptions(data=data, out=out, model_id=model_id, crop=crop, batch=batch, lr=lr, lr_drops=tuple(sorted(lr_drops)), max_steps=max_steps, max_hours=hours,
                      checkpoint_minutes=checkpoint_minutes, eval_dir=eval_dir, eval_minutes=eval_minutes,
                      log_every=log_every, init=init, threads=threads, seed=seed, progress=not quiet))
 
@@ -459,7 +464,10 @@ def main(argv=None) -> int:
         click.echo("ssic: interrupted", err=True)
         return EXIT_INTERRUPTED
     except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else EXIT_DATA
+        if isinstance(exc.code, int):
+            return exc.code
+        click.echo(f"ssic: error: {exc.code}", err=True)
+        return EXIT_DATA
     except BrokenPipeError:
         return 0
     except Exception as exc:  # noqa: BLE001 - a bug: one line, traceback only on request

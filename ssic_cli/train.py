@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .errors import SsicError
 from .model import build_model
 from .model import entropy as em
 
@@ -32,7 +33,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".p
 class TrainOptions:
     data: Path
     out: Path
-    model_id: str = "ssic-tiny"
+    model_id: str = "ssic-tiny2"
     crop: int = 128
     batch: int = 16
     lr: float = 2e-4
@@ -57,7 +58,7 @@ class TrainOptions:
 def list_images(folder: Path) -> list[Path]:
     files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise SystemExit(f"no images found under {folder}")
+        raise SsicError(f"no images found under {folder}")
     return files
 
 
@@ -138,9 +139,11 @@ def rd_loss(out: dict, x: torch.Tensor, quality: torch.Tensor):
     return loss, bpp.mean(), psnr
 
 
-def lr_at(step: int, opt: TrainOptions) -> float:
-    """Linear warm-up, then 0.1× at each of `lr_drops` (the usual last-stretch decay of LIC training)."""
-    warmup = min(1.0, (step + 1) / max(1, opt.warmup_steps))
+def lr_at(step: int, opt: TrainOptions, optimizer_since: int = 0) -> float:
+    """Linear warm-up from the step the optimiser state was created (0, or where ``--init``
+    started: fresh Adam moments make full-size first steps), then 0.1× at each of `lr_drops`
+    (the usual last-stretch decay of LIC training)."""
+    warmup = min(1.0, (step - optimizer_since + 1) / max(1, opt.warmup_steps))
     return opt.lr * warmup * 0.1 ** sum(step >= drop for drop in opt.lr_drops)
 
 
@@ -177,6 +180,7 @@ def run(opt: TrainOptions) -> dict:
         torch.set_num_threads(opt.threads)
     rank, world = _distributed()
     device = torch.device(f"cuda:{rank % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu")
+    files = list_images(opt.data)                 # before anything is written: a bad --data leaves no run folder
     opt.out.mkdir(parents=True, exist_ok=True)
     ckpt_path = opt.out / "last.pt"
 
@@ -186,23 +190,29 @@ def run(opt: TrainOptions) -> dict:
     optimizer = torch.optim.Adam(main_params, lr=opt.lr)
     aux_optimizer = torch.optim.Adam(aux_params, lr=1e-3)
     step, images_seen, cpu_seconds = 0, 0, 0.0
+    optimizer_since = 0
     rng = np.random.default_rng(opt.seed + 1000 * rank)
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if state.get("model_id", opt.model_id) != opt.model_id:
+            raise SsicError(f"{ckpt_path} holds a {state['model_id']} model, not {opt.model_id}; "
+                            f"pass --model {state['model_id']} or start a new run folder")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         aux_optimizer.load_state_dict(state["aux_optimizer"])
         step, images_seen, cpu_seconds = state["step"], state["images_seen"], state["cpu_seconds"]
+        optimizer_since = state.get("optimizer_since", 0)
         rng.bit_generator.state = state["numpy_rng"][rank] if rank < len(state["numpy_rng"]) else rng.bit_generator.state
         torch.set_rng_state(state["torch_rng"])
         _log(rank, f"resumed from {ckpt_path} at step {step} ({images_seen} images)")
     elif opt.init:
         step, images_seen, cpu_seconds = _init_from_weights(model, opt.init)
+        optimizer_since = step
         _log(rank, f"started from {opt.init} (step {step}, {images_seen} images; optimiser state is new)")
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
-    sampler = CropSampler(list_images(opt.data), opt.crop, rng)
+    sampler = CropSampler(files, opt.crop, rng)
     stopper = Stopper()
     log_file = open(opt.out / "log.jsonl", "a") if rank == 0 else None
     start = last_ckpt = last_eval = time.time()
@@ -217,14 +227,14 @@ def run(opt: TrainOptions) -> dict:
             save_checkpoint(ckpt_path, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "aux_optimizer": aux_optimizer.state_dict(), "step": step, "images_seen": images_seen,
-                "cpu_seconds": cpu, "numpy_rng": [rng.bit_generator.state], "torch_rng": torch.get_rng_state(),
+                "cpu_seconds": cpu, "optimizer_since": optimizer_since, "numpy_rng": [rng.bit_generator.state], "torch_rng": torch.get_rng_state(),
                 "model_id": opt.model_id, "options": {k: str(v) for k, v in asdict(opt).items()},
             })
         return cpu
 
     while step < opt.max_steps and not stopper.stop and time.time() - start < opt.max_hours * 3600:
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, opt)
+            group["lr"] = lr_at(step, opt, optimizer_since)
         x = sampler.batch(opt.batch).to(device)
         keys, block = random_masks(opt.batch, opt.crop, rng, opt.single_group_fraction)
         quality = torch.from_numpy(rng.uniform(em.QUALITY_MIN, em.QUALITY_MAX, opt.batch)).float()
@@ -251,7 +261,7 @@ def run(opt: TrainOptions) -> dict:
         if step % opt.log_every == 0 and log_file:
             n = acc.pop("n")
             rec = {"step": step, "images": images_seen, "time": round(time.time() - start, 1),
-                   "lr": lr_at(step, opt), **{k: round(v / n, 4) for k, v in acc.items()}}
+                   "lr": lr_at(step, opt, optimizer_since), **{k: round(v / n, 4) for k, v in acc.items()}}
             log_file.write(json.dumps(rec) + "\n")
             log_file.flush()
             acc = {"loss": 0.0, "bpp": 0.0, "psnr": 0.0, "n": 0}
@@ -270,14 +280,16 @@ def run(opt: TrainOptions) -> dict:
 
 def _init_from_weights(model, path: Path) -> tuple[int, int, float]:
     """Load a shipped weights file (e.g. to continue a campaign in a new place); keeps its
-    step / image / CPU-time accounting from the card."""
+    step / image / CPU-time accounting from the card. The file may come from a smaller model
+    whose missing blocks start as the identity (ssic-tiny -> ssic-tiny2): the model is grown."""
     from .weights import load_weights
     loaded = load_weights(path)
     # The frozen coding tables (_quantized_cdf …) are rebuilt at export; a training model has none.
     frozen = ("entropy_bottleneck._quantized_cdf", "entropy_bottleneck._offset", "entropy_bottleneck._cdf_length")
     result = model.load_state_dict({k: v for k, v in loaded.model.state_dict().items() if k not in frozen}, strict=False)
-    if result.unexpected_keys or set(result.missing_keys) - set(frozen):
-        raise SystemExit(f"{path} does not fit this model ({result.missing_keys or result.unexpected_keys})")
+    missing = [k for k in result.missing_keys if k not in frozen and not model.starts_as_identity(k)]
+    if result.unexpected_keys or missing:
+        raise SsicError(f"{path} does not fit this model ({missing or result.unexpected_keys})")
     card = loaded.card
     return int(card.get("steps", 0)), int(card.get("images_seen", 0)), float(card.get("cpu_hours", 0.0)) * 3600
 

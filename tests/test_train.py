@@ -47,7 +47,7 @@ def test_train_resume_and_export(tmp_path, data_dir, capsys):
     assert steps == [1, 2, 3]
     wdir = tmp_path / "weights"
     assert main(["train", "--out", str(out), "--export", str(wdir)]) == 0
-    (path,) = wdir.glob("ssic-tiny-*.pt")
+    (path,) = wdir.glob("ssic-tiny2-*.pt")
     from ssic_cli import codec
     from ssic_cli.mask import single_group
     from ssic_cli.weights import load_weights
@@ -60,6 +60,27 @@ def test_train_resume_and_export(tmp_path, data_dir, capsys):
                                   "--quiet", "--init", path, "--max-steps", "4"]]) == 0
     assert "started from" in capsys.readouterr().err
     assert [json.loads(line)["step"] for line in (fresh / "log.jsonl").read_text().splitlines()] == [4]
+
+
+def test_new_run_grows_a_smaller_model_and_resume_checks_the_model(tmp_path, data_dir, capsys):
+    small = tmp_path / "small"
+    args = ["train", "--data", data_dir, "--batch", "2", "--log-every", "1", "--quiet", "--max-steps", "1"]
+    assert main([str(a) for a in args + ["--out", small, "--model", "ssic-tiny"]]) == 0
+    assert main(["train", "--out", str(small), "--export", str(tmp_path / "w")]) == 0
+    (path,) = (tmp_path / "w").glob("ssic-tiny-*.pt")
+    grown = tmp_path / "grown"                     # ssic-tiny weights into the default ssic-tiny2
+    assert main([str(a) for a in args[:-1] + ["2", "--out", grown, "--init", path]]) == 0
+    assert "started from" in capsys.readouterr().err
+    assert main([str(a) for a in args + ["--out", grown, "--model", "ssic-tiny"]]) == 2
+    assert "holds a ssic-tiny2 model" in capsys.readouterr().err
+    assert main([str(a) for a in args + ["--out", grown, "--model", "no-such"]]) == 1
+
+
+def test_train_on_a_folder_without_images_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["train", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip().startswith("ssic: error: no images found under")
+    assert not (tmp_path / "run").exists()
 
 
 def test_distributed_two_cpu_processes(tmp_path, data_dir):
@@ -80,3 +101,5 @@ def test_lr_warms_up_then_drops_tenfold_at_each_milestone(tmp_path):
     assert lr_at(99, opt) == pytest.approx(1e-3)
     assert lr_at(100, opt) == pytest.approx(1e-4)
     assert lr_at(250, opt) == pytest.approx(1e-5)
+    assert lr_at(50, opt, optimizer_since=50) == pytest.approx(1e-4)     # --init: fresh Adam warms up again
+    assert lr_at(60, opt, optimizer_since=50) == pytest.approx(1e-3)

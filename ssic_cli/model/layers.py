@@ -6,6 +6,7 @@ Every layer here mixes information only between positions of the same group:
   2×2 patch never straddles two groups because block sizes are multiples of 16.
 * ``GISwinBlock``: Swin window attention whose logits get a −∞ bias between tokens of different
   groups, in regular and shifted windows; LayerNorm and MLP act on single tokens.
+* ``GIConvBlock``: a depthwise 3×3 convolution run per group, other groups masked to zero.
 
 Tensors are channels-last, ``(N, H, W, C)``; group keys are integer maps ``(N, H, W)``.
 """
@@ -156,6 +157,35 @@ class GIStage(nn.Module):
         for blk in self.blocks:
             x = blk(x, keys)
         return x
+
+
+class GIConvBlock(nn.Module):
+    """Residual block around a depthwise 3×3 convolution over same-group neighbours, against
+    the seams of pixel-shuffle upsampling.
+
+    Pixel-shuffle upsampling decodes each 2×2 patch from its own token, which leaves seams
+    (blocking) at patch edges that window attention only partly hides. The convolution runs once
+    per group key on the features masked to that group, so a neighbour of another group — or of
+    the canvas padding — enters as zero, exactly like zero padding at the group's border: groups
+    stay independent. Depthwise, because a full 3×3 kernel run once per group cost more than the
+    rest of a training step. The output projection starts at zero: a new block is the identity,
+    so a model trained without these blocks can be grown into one with them.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.spatial = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+        self.mix = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim))
+        nn.init.zeros_(self.mix[-1].weight)
+        nn.init.zeros_(self.mix[-1].bias)
+
+    def forward(self, x: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        xc = x.permute(0, 3, 1, 2)
+        spatial = torch.zeros_like(xc)
+        for key in torch.unique(keys).tolist():
+            inside = (keys == key).unsqueeze(1).to(x.dtype)
+            spatial = spatial + self.spatial(xc * inside) * inside
+        return x + self.mix(spatial.permute(0, 2, 3, 1))
 
 
 def pixel_unshuffle(x: torch.Tensor, r: int = 2) -> torch.Tensor:

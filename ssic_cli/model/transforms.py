@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .layers import Downsample, GIStage, Upsample, keys_at_scale, pixel_shuffle, pixel_unshuffle
+from .layers import Downsample, GIConvBlock, GIStage, Upsample, keys_at_scale, pixel_shuffle, pixel_unshuffle
 
 
 class AnalysisTransform(nn.Module):
@@ -30,17 +30,29 @@ class AnalysisTransform(nn.Module):
 
 
 class SynthesisTransform(nn.Module):
-    def __init__(self, dims: tuple[int, ...], depths: tuple[int, ...], heads: tuple[int, ...], ws: int):
+    """``refine_scales``: the scales (e.g. 8, 4, 2 for 1/8, 1/4, 1/2) whose stage is followed by a
+    ``GIConvBlock`` against the seams of pixel-shuffle upsampling."""
+
+    def __init__(self, dims: tuple[int, ...], depths: tuple[int, ...], heads: tuple[int, ...], ws: int,
+                 refine_scales: tuple[int, ...] = ()):
         super().__init__()
         dims, depths, heads = tuple(reversed(dims)), tuple(reversed(depths)), tuple(reversed(heads))
         chans = tuple(dims) + (3,)
-        self.stages = nn.ModuleList(GIStage(d, n, h, ws) for d, n, h in zip(dims, depths, heads))
-        self.ups = nn.ModuleList(Upsample(chans[i], chans[i + 1]) for i in range(len(dims)))
+        n = len(dims)
+        self.stages = nn.ModuleList(GIStage(d, k, h, ws) for d, k, h in zip(dims, depths, heads))
+        self.refine = nn.ModuleDict({str(2 ** (n - i)): GIConvBlock(d) for i, d in enumerate(dims)
+                                     if 2 ** (n - i) in refine_scales})
+        self.ups = nn.ModuleList(Upsample(chans[i], chans[i + 1]) for i in range(n))
 
     def forward(self, y: torch.Tensor, block_keys: torch.Tensor, block_size: int) -> torch.Tensor:
         n = len(self.stages)
         for i, (stage, up) in enumerate(zip(self.stages, self.ups)):
-            y = up(stage(y, keys_at_scale(block_keys, block_size, 2 ** (n - i))))
+            scale = 2 ** (n - i)
+            keys = keys_at_scale(block_keys, block_size, scale)
+            y = stage(y, keys)
+            if str(scale) in self.refine:
+                y = self.refine[str(scale)](y, keys)
+            y = up(y)
         return y
 
 
