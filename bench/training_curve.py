@@ -33,9 +33,9 @@ def read_lineage(paths: list[Path]) -> tuple[list[dict], list[dict]]:
 def windows(train: list[dict], steps: int) -> list[dict]:
     """Mean loss / bpp / PSNR over consecutive windows of ``steps`` training steps."""
     out, bucket = [], []
-    for rec in train:
+    for i, rec in enumerate(train):
         bucket.append(rec)
-        if rec["step"] - bucket[0]["step"] + 50 >= steps:
+        if rec["step"] - bucket[0]["step"] + 50 >= steps or i == len(train) - 1:   # last one: the remainder
             out.append({"step": rec["step"], "images": rec["images"], "lr": rec["lr"],
                         **{k: sum(r[k] for r in bucket) / len(bucket) for k in ("loss", "bpp", "psnr")}})
             bucket = []

@@ -75,8 +75,8 @@ def architecture(model_id: str) -> str:
 
 
 # How the shipped weights came to be: a campaign fact the checkpoint cannot know.
-HISTORY = ("batch 16, then 8 from step 654; `ssic-tiny` until step 8,837, then grown into `ssic-tiny2` "
-           "(new conv blocks start as the identity; new optimiser, 300 warm-up steps)")
+HISTORY = ("batch 16, then 8 from step 654; lr 3e-4 with ×0.1 for steps 7,000–8,286; `ssic-tiny` until "
+           "step 8,837, then grown into `ssic-tiny2`: the new conv blocks start as the identity, new optimiser")
 
 
 def render(name: str, card: dict) -> str:
@@ -94,9 +94,9 @@ def render(name: str, card: dict) -> str:
 | architecture | {architecture(card['model_id'])} |
 | parameters | {card['parameters']:,} (transform weights stored as float16, entropy tables and gains float32) |
 | data | 2,068 photo crops of 256×256 (the shared training set), random 128² crops + flips; random irregular group masks (half single-group) |
-| steps | {card['steps']:,} steps, {card['images_seen']:,} images seen ({HISTORY}) |
+| steps | {card['steps']:,} steps, {card['images_seen']:,} images seen — {HISTORY} |
 | CPU time | {card['cpu_hours']} CPU-hours (2-core AVX2 EPYC, fp32, shared with development work) |
-| optimiser | Adam, lr {opts.get('lr', '?')} after {opts.get('warmup_steps', '?')} warm-up steps{drops}, grad-norm clip 1.0 |
+| optimiser (last stretch) | Adam, lr {opts.get('lr', '?')} after {opts.get('warmup_steps', '?')} warm-up steps{drops}, grad-norm clip 1.0 |
 
 ## Kodak, real bitstreams
 
@@ -115,7 +115,7 @@ Times are medians per image (entropy coding included, file I/O excluded).
 
 Where these weights stand against classic codecs (BD-rate on Kodak) is in the top-level README;
 the run is far from converged. Regenerate this card with
-`python bench/weights_card.py --from-rd bench/results/rd_kodak.json --curve runs/tiny/log.jsonl`.
+`python bench/weights_card.py --from-rd bench/results/rd_kodak.json --curve bench/results/training_log.jsonl`.
 """
 
 

@@ -31,5 +31,6 @@ def test_lr_drops_are_tenfold_falls_not_warm_up_restarts():
 
 
 def test_windows_average_consecutive_steps():
-    rows = training_curve.windows([rec(50, loss=1.0), rec(100, loss=3.0), rec(150, loss=5.0), rec(200, loss=7.0)], 100)
-    assert [(r["step"], r["loss"]) for r in rows] == [(100, 2.0), (200, 6.0)]
+    rows = training_curve.windows([rec(50, loss=1.0), rec(100, loss=3.0), rec(150, loss=5.0), rec(200, loss=7.0),
+                                   rec(250, loss=4.0)], 100)
+    assert [(r["step"], r["loss"]) for r in rows] == [(100, 2.0), (200, 6.0), (250, 4.0)]
