@@ -403,8 +403,8 @@ Examples:
 """)
 @click.option("--data", type=click.Path(file_okay=False, path_type=Path), help="Folder of training images (recursive).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run folder (checkpoints, log.jsonl).")
-@click.option("--model", "model_id", default="ssic-tiny2", show_default=True,
-              help="Architecture (ssic-tiny, or ssic-tiny2 = ssic-tiny + seam-smoothing convolutions).")
+@click.option("--model", "model_id",
+              help="Architecture of a new run (default ssic-tiny2 = ssic-tiny + seam-smoothing convolutions).")
 @click.option("--crop", type=click.IntRange(128, 1024), default=128, show_default=True, help="Crop size (multiple of 128).")
 @click.option("--batch", type=click.IntRange(1, 1024), default=16, show_default=True)
 @click.option("--lr", type=float, default=3e-4, show_default=True)
@@ -434,7 +434,8 @@ def train(data, out, model_id, crop, batch, lr, lr_drops, max_steps, hours, chec
         raise click.UsageError("--data is required to train")
     if crop % 128:
         raise click.UsageError("--crop must be a multiple of 128")
-    from .model import MODEL_CONFIGS
+    from .model import DEFAULT_MODEL, MODEL_CONFIGS
+    model_id = model_id or DEFAULT_MODEL
     if model_id not in MODEL_CONFIGS:
         raise click.UsageError(f"unknown --model {model_id!r} (known: {', '.join(sorted(MODEL_CONFIGS))})")
     from .train import TrainOptions, run

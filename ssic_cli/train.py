@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from .errors import SsicError
-from .model import build_model
+from .model import DEFAULT_MODEL, build_model
 from .model import entropy as em
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm"}
@@ -33,7 +33,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".p
 class TrainOptions:
     data: Path
     out: Path
-    model_id: str = "ssic-tiny2"
+    model_id: str = DEFAULT_MODEL
     crop: int = 128
     batch: int = 16
     lr: float = 2e-4

@@ -58,6 +58,7 @@ MODEL_CONFIGS = {
     # the 8- and 16-pixel grid; grown from ssic-tiny weights (the new blocks start as identity).
     "ssic-tiny2": ModelConfig(refine_scales=(8, 4, 2)),
 }
+DEFAULT_MODEL = "ssic-tiny2"       # what new training runs build
 
 
 def ste_round(x: torch.Tensor) -> torch.Tensor:
@@ -164,7 +165,7 @@ class SSICModel(nn.Module):
         return self.h_s.finish(self.h_s.group_features(z_hat, in_g), keys).float()
 
 
-def build_model(model_id: str = "ssic-tiny") -> SSICModel:
+def build_model(model_id: str = DEFAULT_MODEL) -> SSICModel:
     return SSICModel(MODEL_CONFIGS[model_id])
 
 
