@@ -77,7 +77,7 @@ def architecture(model_id: str) -> str:
 # How the shipped weights came to be: a campaign fact the checkpoint cannot know.
 HISTORY = ("batch 16, then 8 from step 654; lr 3e-4 with ×0.1 for steps 7,000–8,286, 11,200–12,366 and "
            "17,400–19,122 (one drop before each shipment, back to 3e-4 on resuming, to step 20,171), then "
-           "lr 1e-4 with ×0.1 from 24,500; `ssic-tiny` until "
+           "lr 1e-4 with ×0.1 for 24,500–26,590 and from 33,400 (back to 1e-4 in between); `ssic-tiny` until "
            "step 8,837, then grown into `ssic-tiny2`: the new conv blocks start as the identity, new optimiser")
 
 
