@@ -51,6 +51,7 @@ class TrainOptions:
     single_group_fraction: float = 0.5
     seed: int = 0
     threads: int = 0                      # 0: torch default
+    precision: str = "fp32"               # "bf16": autocast the transforms (entropy model stays fp32)
     progress: bool = True
 
 
@@ -238,7 +239,8 @@ def run(opt: TrainOptions) -> dict:
         x = sampler.batch(opt.batch).to(device)
         keys, block = random_masks(opt.batch, opt.crop, rng, opt.single_group_fraction)
         quality = torch.from_numpy(rng.uniform(em.QUALITY_MIN, em.QUALITY_MAX, opt.batch)).float()
-        out = net(x, keys.to(device), block, quality.to(device))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=opt.precision == "bf16"):
+            out = net(x, keys.to(device), block, quality.to(device))
         loss, bpp, psnr = rd_loss(out, x, quality.to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -103,3 +103,33 @@ def test_lr_warms_up_then_drops_tenfold_at_each_milestone(tmp_path):
     assert lr_at(250, opt) == pytest.approx(1e-5)
     assert lr_at(50, opt, optimizer_since=50) == pytest.approx(1e-4)     # --init: fresh Adam warms up again
     assert lr_at(60, opt, optimizer_since=50) == pytest.approx(1e-3)
+
+
+def test_bf16_autocasts_the_transforms_but_not_the_entropy_model(one_thread):
+    import torch
+    from ssic_cli.model import build_model
+    model = build_model()
+    seen = {}
+    def record(name):
+        def hook(module, inputs, output):      # returns None: the output passes through unchanged
+            seen.setdefault(name, (output[1] if isinstance(output, tuple) else output).dtype)
+        return hook
+    model.g_a.register_forward_hook(record("g_a"))
+    model.param_nets[0].register_forward_hook(record("charm"))
+    model.entropy_bottleneck.register_forward_hook(record("hyper prior"))
+    x = torch.rand(2, 3, 128, 128)
+    keys = torch.zeros(2, 4, 4, dtype=torch.long)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x, keys, 32, torch.tensor([2.0, 7.0]))
+    assert seen == {"g_a": torch.bfloat16, "charm": torch.float32, "hyper prior": torch.float32}
+    assert torch.isfinite(out["bits_y"]).all() and torch.isfinite(out["bits_z"]).all()
+
+
+def test_train_in_bf16_logs_finite_losses(tmp_path, data_dir):
+    out = tmp_path / "bf16"
+    args = ["train", "--data", data_dir, "--out", out, "--batch", "2", "--log-every", "1", "--quiet",
+            "--max-steps", "2", "--precision", "bf16"]
+    assert main([str(a) for a in args]) == 0
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2]
+    assert all(np.isfinite(r["loss"]) and r["bpp"] > 0 for r in records)

@@ -61,6 +61,12 @@ MODEL_CONFIGS = {
 DEFAULT_MODEL = "ssic-tiny2"       # what new training runs build
 
 
+def full_precision(like: torch.Tensor):
+    """Autocast off: under bf16 training the transforms run in bf16, but likelihoods, ChARM
+    parameters and the hyper prior stay fp32 (a bf16 rate term is too coarse to learn from)."""
+    return torch.autocast(like.device.type, enabled=False)
+
+
 def ste_round(x: torch.Tensor) -> torch.Tensor:
     return x + (torch.round(x) - x).detach()
 
@@ -122,14 +128,22 @@ class SSICModel(nn.Module):
         block_keys: (N, H/B, W/B) int group index per block (PAD_KEY = not coded);
         quality: (N,) in [1, 8]. Returns x_hat (N, 3, H, W), bits_y, bits_z (N,), pixels (N,).
         """
-        c = self.config
         y = self.g_a(x.permute(0, 2, 3, 1), block_keys, block_size).float()
         keys16 = keys_at_scale(block_keys, block_size, 16)
         hyper, bits_z = self._train_hyper(y, keys16)
+        with full_precision(x):
+            y_hat, bits_y = self._train_latents(y, hyper, keys16, quality)
+        x_hat = self.g_s(y_hat, block_keys, block_size).permute(0, 3, 1, 2)
+        pixels = (keys_at_scale(block_keys, block_size, 1) != PAD_KEY).flatten(1).sum(1).float()
+        return {"x_hat": x_hat, "bits_y": bits_y, "bits_z": bits_z, "pixels": pixels}
+
+    def _train_latents(self, y: torch.Tensor, hyper: torch.Tensor, keys16: torch.Tensor, quality: torch.Tensor):
+        """ChARM over the slices: noisy latents for the rate, rounded ones for the reconstruction."""
+        c = self.config
         gain = self.gains(quality)[:, None, None, :]
         ms = c.latent // c.slices
         valid = (keys16 != PAD_KEY).unsqueeze(-1)
-        y_hats, bits_y = [], torch.zeros(x.shape[0], device=x.device)
+        y_hats, bits_y = [], torch.zeros(y.shape[0], device=y.device)
         for i in range(c.slices):
             gi = gain[..., i * ms:(i + 1) * ms]
             y_s = y[..., i * ms:(i + 1) * ms] * gi
@@ -140,9 +154,7 @@ class SSICModel(nn.Module):
             y_hat_s = ste_round(y_s - mu) + mu
             y_hat_s = y_hat_s + self.lrp(i, hyper, y_hats, y_hat_s / gi)
             y_hats.append(y_hat_s / gi)
-        x_hat = self.g_s(torch.cat(y_hats, dim=-1), block_keys, block_size).permute(0, 3, 1, 2)
-        pixels = (keys_at_scale(block_keys, block_size, 1) != PAD_KEY).flatten(1).sum(1).float()
-        return {"x_hat": x_hat, "bits_y": bits_y, "bits_z": bits_z, "pixels": pixels}
+        return torch.cat(y_hats, dim=-1), bits_y
 
     def _train_hyper(self, y: torch.Tensor, keys16: torch.Tensor):
         feats = self.h_a.features(y, keys16)
@@ -153,7 +165,8 @@ class SSICModel(nn.Module):
             if not bool(in_g.any()):
                 continue
             z = self.h_a.group_latent(feats, in_g).float()
-            z_hat, lik = self.entropy_bottleneck(z.permute(0, 3, 1, 2))
+            with full_precision(z):
+                z_hat, lik = self.entropy_bottleneck(z.permute(0, 3, 1, 2))
             bits_z = bits_z + (-torch.log2(lik) * touched(in_g).unsqueeze(1)).flatten(1).sum(1)
             composed = composed + self.h_s.group_features(z_hat.permute(0, 2, 3, 1), in_g)
         return self.h_s.finish(composed, keys16).float(), bits_z
