@@ -65,6 +65,7 @@ class Raw:
         take("weights_hash", "s", 16)
         take("quality", "I")
         take("file_flags", "I")
+        take("file_id", "s", 16)
         self.count = take("group_count", "H")
         for g in range(self.count):
             take(f"g{g}.name", "s", take(f"g{g}.name_len", "B"))

@@ -1,8 +1,12 @@
 """Speed benchmark: encode, full decode and partial decode of one 768×512 Kodak image.
 
-Prints a markdown table and writes JSON. Times are medians of --repeat runs on --threads torch
-threads, after one warm-up run (the first call pays one-off kernel set-up). Peak memory is the
-max RSS of a fresh child process doing one encode or one decode.
+Prints markdown tables and writes JSON. In-process times are medians of --repeat runs on
+--threads torch threads, after one warm-up run (the first call pays one-off kernel set-up).
+Whole-process times are medians of --repeat runs of the ``ssic`` command itself (Python start,
+imports, weights, the work, the output file): what a shell script calling ``ssic`` once per file
+pays. Batch throughput is ``ssic encode`` / ``ssic decode`` of --batch copies of the image with
+``-j 1`` and ``-j 2``. Peak memory is the max RSS of a fresh child process doing one encode or
+one decode.
 
     python bench/speed.py --out bench/results/speed.json
 """
@@ -65,6 +69,47 @@ def child(mode: str, image: Path, ssb: Path) -> None:
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
+def _run_ssic(argv: list[str]) -> float:
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "ssic_cli", *argv], check=True, capture_output=True)
+    return time.perf_counter() - t
+
+
+def whole_process_times(image: Path, ssb: Path, repeat: int) -> list[dict]:
+    """Median wall time of the ``ssic`` command (a fresh process each time)."""
+    out = ssb.with_suffix(".out")
+    cases = [("ssic inspect x.ssb", ["inspect", str(ssb)]),
+             ("ssic extract x.ssb -g background -o y.ssb", ["extract", str(ssb), "-g", "background", "-o", str(out) + ".ssb"]),
+             ("ssic decode x.ssb -o y.png", ["decode", str(ssb), "-o", str(out) + ".png"]),
+             ("ssic encode x.png -o y.ssb --detector none", ["encode", str(image), "-o", str(out) + ".ssb", "--detector", "none"])]
+    rows = [{"command": name, "seconds": statistics.median(_run_ssic(argv) for _ in range(repeat))} for name, argv in cases]
+    for suffix in (".ssb", ".png"):
+        Path(str(out) + suffix).unlink(missing_ok=True)
+    return rows
+
+
+def batch_throughput(image: Path, count: int) -> list[dict]:
+    """``ssic encode`` then ``ssic decode`` of ``count`` copies of the image, -j 1 and -j 2."""
+    import shutil
+    import tempfile
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        src, enc, dec = (Path(tmp) / d for d in ("src", "enc", "dec"))
+        for d in (src, enc, dec):
+            d.mkdir()
+        for i in range(count):
+            shutil.copy(image, src / f"img{i}{image.suffix}")
+        for jobs in (1, 2):
+            seconds = _run_ssic(["encode", *map(str, sorted(src.iterdir())), "-d", str(enc), "-j", str(jobs),
+                                 "--detector", "none", "--quiet"])
+            rows.append({"command": "ssic encode *.png -d out/", "images": count, "jobs": jobs, "seconds": seconds,
+                         "images_per_s": count / seconds})
+            seconds = _run_ssic(["decode", *map(str, sorted(enc.iterdir())), "-d", str(dec), "-j", str(jobs), "--quiet"])
+            rows.append({"command": "ssic decode *.ssb -d out/", "images": count, "jobs": jobs, "seconds": seconds,
+                         "images_per_s": count / seconds})
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     shared = Path(os.environ.get("SSIC_SHARED", ROOT.parent / "shared"))
@@ -73,6 +118,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--quality", type=float, default=4.0)
+    ap.add_argument("--batch", type=int, default=8, help="images in the -j batch runs")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--child", choices=["encode", "decode"])
     ap.add_argument("--ssb", type=Path)
@@ -106,17 +152,25 @@ def main(argv=None) -> int:
         out = subprocess.run([sys.executable, __file__, "--child", mode, "--image", str(args.image), "--ssb", str(ssb),
                               "--threads", str(args.threads)], capture_output=True, text=True, check=True)
         mem[mode] = float(out.stdout.strip().splitlines()[-1])
+    process = whole_process_times(args.image, ssb, args.repeat)
+    batch = batch_throughput(args.image, args.batch)
     ssb.unlink()
     lm = load_weights()
     result = {"image": args.image.name, "size": [w, h], "quality": args.quality, "threads": args.threads,
               "weights": lm.path.name, "bytes": len(data), "bpp": len(data) * 8 / (w * h),
               "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
-              "rows": rows, "peak_rss_mb": mem}
+              "rows": rows, "peak_rss_mb": mem, "whole_process": process, "batch": batch}
     print(f"{args.image.name} {w}x{h}, q={args.quality:g}, {args.threads} threads, {lm.path.name}\n")
     print("| case | seconds |\n|---|---|")
     for r in rows:
         print(f"| {r['case']} | {r['seconds']:.3f} |")
     print(f"| peak RSS, encode process | {mem['encode']:.0f} MB |\n| peak RSS, decode process | {mem['decode']:.0f} MB |")
+    print("\n| whole process (`ssic …`) | seconds |\n|---|---|")
+    for r in process:
+        print(f"| {r['command']} | {r['seconds']:.2f} |")
+    print("\n| batch | images | -j | seconds | images/s |\n|---|---|---|---|---|")
+    for r in batch:
+        print(f"| {r['command']} | {r['images']} | {r['jobs']} | {r['seconds']:.1f} | {r['images_per_s']:.2f} |")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2))

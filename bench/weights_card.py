@@ -70,8 +70,22 @@ def architecture(model_id: str) -> str:
             f"{c.depths[1:]} window {c.window} from 1/4")
     if refine:
         text += f"; group-masked depthwise 3×3 conv blocks after the {refine} synthesis stages"
-    return text + (f"; per-group hyperprior (2 GI Swin blocks each side, {c.hyper_latent}-ch z); ChARM with "
-                   f"{c.slices} slices, 1×1 slice transforms; variable rate by 8 learned gain vectors")
+    return text + (f"; per-group hyperprior ({c.hyper_latent}-ch z; analysis with 2 GI Swin blocks, synthesis "
+                   f"integer-exact: 1×1, 1×1, group-masked dense 3×3, 1×1); ChARM with {c.slices} slices, "
+                   "integer-exact 1×1 slice and LRP nets; variable rate by 8 learned gain vectors")
+
+
+def tuning_row(card: dict) -> str:
+    """The card row of a parameter path fine-tuned on frozen transforms (``ssic tune``)."""
+    tune = card.get("parameter_path_tuning")
+    if not tune:
+        return ""
+    opts = tune.get("options", {})
+    return (f"| entropy-parameter path | fine-tuned with the transforms frozen (`ssic tune`): {tune['steps']:,} steps of "
+            f"batch {opts.get('batch', '?')} at {opts.get('crop', '?')}² ({opts.get('variants', '?')} augmented "
+            f"copies of each training crop, latents computed once), {tune['wall_hours']} wall-clock hours on 2 cores, "
+            f"lr {opts.get('lr', '?')} ×0.1 for the last 15 %; transforms, hyper prior and gains from "
+            f"`{card['transforms_from']}` |\n")
 
 
 # How the shipped weights came to be: a campaign fact the checkpoint cannot know.
@@ -98,10 +112,10 @@ def render(name: str, card: dict) -> str:
 | architecture | {architecture(card['model_id'])} |
 | parameters | {card['parameters']:,} (transform weights stored as float16, entropy tables and gains float32) |
 | data | 2,068 photo crops of 256×256 (the shared training set), random 128² crops + flips; random irregular group masks (half single-group) |
-| steps | {card['steps']:,} steps, {card['images_seen']:,} images seen — {HISTORY} |
-| CPU time | {card['cpu_hours']} CPU-hours (process CPU time; 2-core EPYC: AVX2 and fp32 to step 35,488, then AVX-512/AMX and bf16; shared with development work) |
+| steps (transforms) | {card['steps']:,} steps, {card['images_seen']:,} images seen — {HISTORY} |
+| CPU time (transforms) | {card['cpu_hours']} CPU-hours (process CPU time; 2-core EPYC: AVX2 and fp32 to step 35,488, then AVX-512/AMX and bf16; shared with development work) |
 | optimiser (last stretch) | Adam, lr {opts.get('lr', '?')} after {opts.get('warmup_steps', '?')} warm-up steps{drops}, grad-norm clip 1.0 |
-
+{tuning_row(card)}
 ## Kodak, real bitstreams
 
 {card['kodak_protocol']}; {card['kodak_images']} images, measured {card['kodak_measured']}.

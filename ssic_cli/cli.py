@@ -1,13 +1,19 @@
 """The ``ssic`` command line: parse, call the library, print. Nothing else lives here.
 
 Exit codes: 0 success, 1 usage error, 2 bad input or data (unreadable image, damaged or
-forged .ssb, unknown group, mismatched weights), 3 internal error, 130 interrupted.
+forged .ssb, unknown group, mismatched weights), 3 internal error, 4 incomplete decode (the
+image was written, but some wanted groups are missing from it: damaged, undecodable, sealed
+without a key, extracted away, or shown scrambled; ``--allow-missing`` turns this into 0),
+130 interrupted. Warnings of the libraries underneath (torch, compressai) are not shown unless
+``SSIC_DEBUG`` is set: they are not the user's business.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -15,7 +21,7 @@ import click
 from . import __version__
 from .errors import SsicError
 
-EXIT_USAGE, EXIT_DATA, EXIT_INTERNAL, EXIT_INTERRUPTED = 1, 2, 3, 130
+EXIT_USAGE, EXIT_DATA, EXIT_INTERNAL, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 1, 2, 3, 4, 130
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -110,6 +116,8 @@ Examples:
   ssic encode photo.jpg -o photo.ssb -q 6.5 --mask labels.png --names names.json
   ssic encode photo.jpg -o photo.ssb --boxes boxes.json --block-size 16
   ssic encode *.jpg -d out/                            # batch, one line per failure
+  ssic encode *.jpg -d out/ -j 2                       # 2 worker processes, one torch thread each
+  cat photo.jpg | ssic encode - -o - > photo.ssb       # pipes: - is stdin / stdout
   ssic encode photo.jpg -o photo.ssb --seal person --key-file k1.key
   ssic encode photo.jpg -o photo.ssb --seal person:k1.key --seal face:k2.key
   ssic encode photo.jpg -o photo.ssb --scramble person --passphrase-env SSIC_PASS   # passphrase in $SSIC_PASS
@@ -131,21 +139,22 @@ Examples:
               help="Key (raw bytes, at least 16) for --seal/--scramble groups given without their own.")
 @click.option("--passphrase-env", metavar="VAR", help="Environment variable holding a passphrase to use instead of --key-file.")
 @click.option("--weights", type=click.Path(path_type=Path), help="Codec weights (default: the shipped ones).")
+@click.option("-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Worker processes for a batch (one torch thread each).")
 @click.option("--quiet", is_flag=True, help="Print nothing but errors.")
 @click.option("-v", "--verbose", is_flag=True, help="Say more about each file.")
 def encode(inputs, output, out_dir, quality, mask_path, names_path, boxes_path, coco_path, detector,
            detector_weights, block_size, coverage, group_by, classes, min_score, max_groups, seal_specs, scramble_specs,
-           key_file, passphrase_env, weights, quiet, verbose):
-    """Compress images into .ssb files."""
+           key_file, passphrase_env, weights, jobs, quiet, verbose):
+    """Compress images into .ssb files (``-``: standard input / output)."""
     rep = Reporter(quiet, verbose)
-    jobs = _plan_outputs(inputs, output, out_dir, ".ssb")
+    plan = _plan_outputs(inputs, output, out_dir, ".ssb")
     policy = _policy(mask_path, names_path, boxes_path, coco_path, detector, detector_weights, block_size, coverage,
                      group_by, classes, min_score, max_groups)
     protect = {"seal": _protection_keys(seal_specs, key_file, passphrase_env, "--seal"),
                "scramble": _protection_keys(scramble_specs, key_file, passphrase_env, "--scramble")}
-    failures = _run_batch(jobs, lambda src, dst: _encode_one(src, dst, quality, policy, weights, rep, protect), rep)
-    if failures:
-        raise SystemExit(EXIT_DATA)
+    work = functools.partial(_encode_one, quality=quality, policy=policy, weights=weights, rep=rep, protect=protect)
+    _exit_for(_run_batch(plan, work, rep, jobs), allow_missing=True)
 
 
 def _protection_keys(specs: tuple[str, ...], key_file, passphrase_env, option: str) -> dict:
@@ -182,7 +191,7 @@ def _protection_keys(specs: tuple[str, ...], key_file, passphrase_env, option: s
 
 
 def _encode_one(src: Path, dst: Path, quality: float, policy: dict, weights, rep: Reporter,
-                protect: dict | None = None) -> None:
+                protect: dict | None = None) -> int:
     from . import codec
     from .imageio import load_image, write_bytes_atomic
     img = load_image(src)
@@ -195,6 +204,7 @@ def _encode_one(src: Path, dst: Path, quality: float, policy: dict, weights, rep
     write_bytes_atomic(data, dst)
     h, w = img.rgb.shape[:2]
     rep.debug(f"{src} -> {dst}: {len(data)} bytes, {len(data) * 8 / (w * h):.4f} bpp, groups: {', '.join(gm.names)}")
+    return 0
 
 
 def _group_mask(rgb, src: Path, policy: dict, rep: Reporter):
@@ -215,29 +225,81 @@ def _plan_outputs(inputs, output, out_dir, suffix: str) -> list[tuple[Path, Path
         raise click.UsageError("missing -o/--output")
     if out_dir and not out_dir.is_dir():
         raise SsicError(f"output directory {out_dir} does not exist")
-    jobs = [(src, output if output else out_dir / (src.stem + suffix)) for src in inputs]
+    if len(inputs) > 1 and any(str(src) == "-" for src in inputs):
+        raise click.UsageError("standard input (-) can only be the one input")
+    jobs = [(src, output if output else out_dir / (_stem(src) + suffix)) for src in inputs]
     for src, dst in jobs:
-        if dst.exists() and src.exists() and dst.resolve() == src.resolve():
-            raise SsicError(f"{dst}: output would overwrite the input")
+        _refuse_same(src, dst)
     return jobs
 
 
-def _run_batch(jobs, work, rep: Reporter) -> int:
-    """Run ``work(src, dst)`` per job; in batch mode a failure costs one line, not the batch."""
-    if len(jobs) == 1:
-        work(*jobs[0])
-        return 0
+def _stem(src) -> str:
+    """The name an input gives its batch output: file stem, a URL's last segment, or stdin."""
+    text = str(src)
+    if text == "-":
+        return "stdin"
+    return Path(text.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]).stem or "output"
+
+
+def _run_batch(plan, work, rep: Reporter, workers: int = 1) -> dict:
+    """Run ``work(src, dst)`` (returning 0 or ``EXIT_INCOMPLETE``) for each planned file.
+
+    One file: its error propagates as usual. A batch: a failure costs one line, not the batch;
+    with ``workers`` > 1, that many processes (spawned, one torch thread each) share the files.
+    Returns the counts ``failed`` and ``incomplete``."""
+    if len(plan) == 1:
+        return {"failed": 0, "incomplete": int(work(*plan[0]) == EXIT_INCOMPLETE)}
     from tqdm import tqdm
-    failures = 0
-    bar = tqdm(jobs, unit="img", file=sys.stderr, disable=rep.quiet or not sys.stderr.isatty())
-    for src, dst in bar:
-        try:
-            work(src, dst)
-        except SsicError as exc:
-            failures += 1
-            bar.write(f"ssic: error: {exc}", file=sys.stderr)
-    rep.info(f"{len(jobs) - failures} of {len(jobs)} files done" + (f", {failures} failed" if failures else ""))
-    return failures
+    counts = {"failed": 0, "incomplete": 0}
+    bar = tqdm(total=len(plan), unit="img", file=sys.stderr, disable=rep.quiet or not sys.stderr.isatty())
+
+    def account(outcome):
+        error, code = outcome
+        if error:
+            counts["failed"] += 1
+            bar.write(f"ssic: error: {error}", file=sys.stderr)
+        counts["incomplete"] += code == EXIT_INCOMPLETE
+        bar.update(1)
+
+    if workers > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        context = multiprocessing.get_context("spawn")        # no forked torch thread pools
+        with ProcessPoolExecutor(min(workers, len(plan)), mp_context=context, initializer=_init_worker) as pool:
+            for future in as_completed([pool.submit(_guarded, work, src, dst) for src, dst in plan]):
+                account(future.result())
+    else:
+        for src, dst in plan:
+            account(_guarded(work, src, dst))
+    bar.close()
+    done = len(plan) - counts["failed"]
+    rep.info(f"{done} of {len(plan)} files done" + (f", {counts['failed']} failed" if counts["failed"] else "")
+             + (f", {counts['incomplete']} incomplete" if counts["incomplete"] else ""))
+    return counts
+
+
+def _guarded(work, src, dst) -> tuple[str | None, int]:
+    """(error message or None, exit code of the file): what crosses back from a worker."""
+    try:
+        return None, work(src, dst) or 0
+    except SsicError as exc:
+        return str(exc), 0
+
+
+def _init_worker() -> None:
+    """A batch worker: one compute thread (the processes are the parallelism), no library chatter."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+    warnings.simplefilter("ignore")
+    import torch
+    torch.set_num_threads(1)
+
+
+def _exit_for(counts: dict, allow_missing: bool) -> None:
+    """A batch's exit status: 2 if any file failed, else 4 if any came out incomplete."""
+    if counts["failed"]:
+        raise SystemExit(EXIT_DATA)
+    if counts["incomplete"] and not allow_missing:
+        raise SystemExit(EXIT_INCOMPLETE)
 
 
 # ----- decode ----------------------------------------------------------------------------------
@@ -247,10 +309,17 @@ Examples:
   ssic decode photo.ssb -o person.png --groups person        # others transparent
   ssic decode photo.ssb -o person.jpg --groups person --background gray
   ssic decode photo.ssb -o full.png --key-file k1.key --key-file k2.key   # opens what k1, k2 protect
+  ssic decode sealed.ssb -o street.png --allow-missing      # exit 0 although sealed groups stay empty
+  ssic decode https://example.org/cam.ssb -g person -o p.png -v  # fetches only header, index, person
+\b
+Exit status 4: the image was written but a wanted group is missing from it (damaged, not
+decodable here, sealed without a key, extracted away, or shown scrambled).
 """)
-@click.argument("input", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Output image (PNG keeps transparency; format from the extension).")
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Output image (one input; PNG keeps transparency; format from the extension; - is stdout).")
+@click.option("-d", "--out-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Output directory for batch mode (<name>.png per input).")
 @click.option("-g", "--groups", multiple=True, help="Groups to decode, comma-separated or repeated (default: all).")
 @click.option("--background", type=click.Choice(["transparent", "gray", "black", "white"]), default="transparent",
               show_default=True, help="What undecoded pixels become.")
@@ -259,30 +328,52 @@ Examples:
 @click.option("--passphrase-env", "passphrase_envs", multiple=True, metavar="VAR",
               help="Environment variable holding a passphrase; repeat to try several.")
 @click.option("--weights", type=click.Path(path_type=Path), help="Codec weights (default: the shipped ones).")
+@click.option("--allow-missing", is_flag=True,
+              help="Exit 0 even when some wanted groups could not be decoded (default: exit 4).")
+@click.option("-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Worker processes for a batch (one torch thread each).")
 @click.option("--quiet", is_flag=True, help="Print nothing but errors.")
-def decode(input, output, groups, background, key_files, passphrase_envs, weights, quiet):
-    """Decode an .ssb file, or only some of its groups."""
-    from . import codec, container
+@click.option("-v", "--verbose", is_flag=True, help="Say how many bytes were fetched (remote files).")
+def decode(inputs, output, out_dir, groups, background, key_files, passphrase_envs, weights, allow_missing, jobs,
+           quiet, verbose):
+    """Decode .ssb files (paths, http(s) URLs or - for stdin), or only some of their groups."""
     from .crypto import key_from_env, key_from_file
-    from .imageio import save_image
-    rep = Reporter(quiet)
-    _refuse_same(input, output)
+    rep = Reporter(quiet, verbose)
+    plan = _plan_outputs(inputs, output, out_dir, ".png")
     keys = [key_from_file(p) for p in key_files] + [key_from_env(v) for v in passphrase_envs]
-    ssb = container.read_ssb(_read(input))
+    work = functools.partial(_decode_one, groups=_split_names(groups) or None, background=background, keys=keys,
+                             weights=weights, allow_missing=allow_missing, rep=rep)
+    _exit_for(_run_batch(plan, work, rep, jobs), allow_missing)
+
+
+def _decode_one(input, output: Path, groups, background: str, keys, weights, allow_missing: bool,
+                rep: Reporter) -> int:
+    from . import codec, container
+    from .imageio import save_image
+    ssb = _open_ssb(input)
     fmt = _output_format(output)
     if fmt in ("JPEG", "BMP") and background == "transparent":
         background = "white"            # also for groups that turn out sealed, absent or damaged
         if groups or any(g.flags & container.FLAG_SEALED or not g.present for g in ssb.header.groups):
             rep.info(f"{output.suffix} has no transparency: undecoded pixels are white")
-    result = codec.decode(ssb, _split_names(groups) or None, background=background, weights=weights, keys=keys,
-                          warn=rep.warn)
+    result = codec.decode(ssb, groups, background=background, weights=weights, keys=keys, warn=rep.warn)
+    _report_transfer(ssb, rep)
     if not result.decoded:
         raise SsicError("no group could be decoded; nothing written")
     save_image(result.image, output, fmt)
+    missing = result.lost + result.unavailable + result.scrambled
+    if missing and not allow_missing:
+        rep.info(f"incomplete: {len(missing)} wanted group(s) missing from {output} ({', '.join(missing)}); "
+                 "exit status 4 (--allow-missing: 0)")
+        return EXIT_INCOMPLETE
+    return 0
 
 
 def _output_format(path: Path) -> str:
     from PIL import Image
+    from .imageio import is_stdio
+    if is_stdio(path):
+        return "PNG"
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise click.UsageError(f"unknown output image type {path.suffix!r} (use .png, .jpg, .webp, .tif …)")
@@ -294,13 +385,17 @@ def _output_format(path: Path) -> str:
 Examples:
   ssic inspect photo.ssb
   ssic inspect photo.ssb --json | jq '.groups[].name'
+  ssic inspect https://example.org/cam.ssb              # reads the header only (one range request)
 """)
-@click.argument("input", type=click.Path(path_type=Path))
+@click.argument("input", metavar="INPUT")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
 def inspect(input, as_json):
-    """Show the groups, bytes per group, bpp and flags of an .ssb file."""
-    from . import codec
-    info = codec.inspect(_read(input))
+    """Show the groups, bytes per group, bpp and flags of an .ssb file (a path or an http(s) URL)."""
+    from . import container             # not codec: reading a header needs no torch
+    ssb = _open_ssb(input)
+    info = container.inspect(ssb)
+    if ssb.transfer():
+        info["transfer"] = ssb.transfer()
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
@@ -317,19 +412,45 @@ def inspect(input, as_json):
 Examples:
   ssic extract photo.ssb --groups person -o person.ssb
   ssic extract photo.ssb --groups person,car -o roi.ssb
+  ssic extract https://example.org/cam.ssb -g person -o person.ssb -v   # fetches only what it keeps
 """)
-@click.argument("input", type=click.Path(path_type=Path))
+@click.argument("input", metavar="INPUT")
 @click.option("-g", "--groups", multiple=True, required=True, help="Groups to keep, comma-separated or repeated.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output .ssb.")
-def extract(input, groups, output):
+@click.option("-v", "--verbose", is_flag=True, help="Say how many bytes were fetched (remote files).")
+def extract(input, groups, output, verbose):
     """Write a smaller, valid .ssb holding only some groups (section bytes copied verbatim)."""
-    from . import codec
+    from . import container             # not codec: copying sections needs no torch
     from .imageio import write_bytes_atomic
     _refuse_same(input, output)
-    write_bytes_atomic(codec.extract(_read(input), _split_names(groups)), output)
+    ssb = _open_ssb(input)
+    data = container.extract(ssb, _split_names(groups))
+    _report_transfer(ssb, Reporter(verbose=verbose))
+    write_bytes_atomic(data, output)
 
 
-def _read(path: Path) -> bytes:
+def _open_ssb(input: str):
+    """A parsed .ssb from a local path or an http(s) URL (header only; sections on demand)."""
+    from . import container
+    from .remote import is_url
+    if is_url(input):
+        return container.read_ssb(input)
+    return container.read_ssb(_read(input))
+
+
+def _report_transfer(ssb, rep: Reporter) -> None:
+    t = ssb.transfer()
+    if t:
+        rep.debug(f"fetched {t['fetched_bytes']} of {t['file_bytes']} bytes "
+                  f"({100 * t['fetched_bytes'] / max(1, t['file_bytes']):.1f} %) in {t['requests']} request(s)")
+
+
+def _read(path) -> bytes:
+    """A local file's bytes, or standard input for ``-``."""
+    from .imageio import is_stdio, read_stdin
+    if is_stdio(path):
+        return read_stdin()
+    path = Path(path)
     try:
         if path.is_dir():
             raise SsicError(f"{path} is a directory")
@@ -340,7 +461,10 @@ def _read(path: Path) -> bytes:
         raise SsicError(f"{path}: permission denied") from None
 
 
-def _refuse_same(src: Path, dst: Path) -> None:
+def _refuse_same(src, dst: Path) -> None:
+    if str(src) == "-" or str(dst) == "-":
+        return
+    src = Path(src)
     if dst.exists() and src.exists() and dst.resolve() == src.resolve():
         raise SsicError(f"{dst}: output would overwrite the input")
 
@@ -404,7 +528,7 @@ Examples:
 @click.option("--data", type=click.Path(file_okay=False, path_type=Path), help="Folder of training images (recursive).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run folder (checkpoints, log.jsonl).")
 @click.option("--model", "model_id",
-              help="Architecture of a new run (default ssic-tiny2 = ssic-tiny + seam-smoothing convolutions).")
+              help="Architecture of a new run (default: the shipped one, ssic-tiny2p).")
 @click.option("--crop", type=click.IntRange(128, 1024), default=128, show_default=True, help="Crop size (multiple of 128).")
 @click.option("--batch", type=click.IntRange(1, 1024), default=16, show_default=True)
 @click.option("--lr", type=float, default=3e-4, show_default=True)
@@ -417,7 +541,7 @@ Examples:
 @click.option("--eval-minutes", type=float, default=30.0, show_default=True)
 @click.option("--log-every", type=click.IntRange(1), default=50, show_default=True, help="Steps between log records.")
 @click.option("--init", type=click.Path(dir_okay=False, path_type=Path),
-              help="Start a new run from a weights file (e.g. weights/ssic-tiny2-*.pt); ignored when --out has a checkpoint.")
+              help="Start a new run from a weights file (e.g. weights/ssic-tiny2p-*.pt); ignored when --out has a checkpoint.")
 @click.option("--threads", type=int, default=0, help="torch threads (0: default).")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
               help="bf16: autocast the transforms (faster on CPUs with AVX-512 BF16 / AMX and on GPUs; "
@@ -448,9 +572,41 @@ def train(data, out, model_id, crop, batch, lr, lr_drops, max_steps, hours, chec
                      progress=not quiet))
 
 
+@cli.command(context_settings=CONTEXT, epilog="""\b
+Examples:
+  ssic tune --init old.pt --data ~/photos --out runs/port --hours 1.5   # resumes if runs/port/last.pt exists
+  ssic tune --init old.pt --out runs/port --export weights/             # freeze last.pt into a weights file
+""")
+@click.option("--init", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Weights whose transforms (g_a, g_s, h_a, hyper prior, gains) are kept and frozen.")
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path), help="Folder of training images (recursive).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run folder (checkpoint, log.jsonl).")
+@click.option("--hours", type=float, default=1.0, show_default=True,
+              help="Wall-clock budget of the whole run (the last 15 %% at lr × 0.1).")
+@click.option("--batch", type=click.IntRange(1, 1024), default=32, show_default=True)
+@click.option("--lr", type=float, default=5e-4, show_default=True)
+@click.option("--variants", type=click.IntRange(1, 16), default=2, show_default=True,
+              help="Augmented copies (flip, rotation, group mask) of every training crop.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Instead of training: write the run's weights into this folder.")
+def tune(init, data, out, hours, batch, lr, variants, seed, export_dir):
+    """Fine-tune only the entropy-parameter path, transforms frozen (porting trained weights
+    onto the integer-exact parameter path)."""
+    from .tune import TuneOptions, export, run
+    if export_dir:
+        click.echo(export(out / "last.pt", export_dir))
+        return
+    if data is None:
+        raise click.UsageError("--data is required to tune")
+    run(TuneOptions(init=init, data=data, out=out, max_hours=hours, batch=batch, lr=lr, variants=variants, seed=seed))
+
+
 # ----- entry point -----------------------------------------------------------------------------
 def main(argv=None) -> int:
     """Run the CLI with ssic's exit codes (Click's defaults differ: usage errors are 2 there)."""
+    if not os.environ.get("SSIC_DEBUG"):
+        warnings.simplefilter("ignore")            # torch / compressai deprecation chatter
     try:
         cli.main(args=argv, prog_name="ssic", standalone_mode=False)
         return 0

@@ -25,7 +25,7 @@ from PIL import Image
 
 from . import container, crypto
 from .coding import SectionDecoder, SectionEncoder
-from .errors import FormatError, SsicError, WeightsMismatchError
+from .errors import FormatError, SsicError, UndecodableError, WeightsMismatchError
 from .imageio import default_max_pixels
 from .mask import GroupMask
 from .model import entropy as em
@@ -124,30 +124,33 @@ def _tables(lm: LoadedModel) -> HyperTables:
 
 
 # ----- the per-group coding core (shared by encoder and decoder) ------------------------------
-def _latent_slices(lm: LoadedModel, hyper: torch.Tensor, in_g: torch.Tensor, gain: torch.Tensor,
+def _latent_slices(lm: LoadedModel, hyper: torch.Tensor, in_g: torch.Tensor, gains: em.FixedGains,
                    take_symbols: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """Run ChARM over the slices of one group; ``take_symbols(i, mu_hat, idx)`` returns the
-    (P, slice) integer symbols at the group's positions (encoder: computes and codes them;
-    decoder: decodes them). Returns ŷ (1, h, w, M), zero outside the group."""
+    """Run ChARM over the slices of one group, in integers (identical on every machine);
+    ``take_symbols(i, mu_hat, idx)`` returns the (P, slice) integer symbols at the group's
+    positions (encoder: computes and codes them; decoder: decodes them), ``mu_hat`` in units of
+    1/64 step. Returns ŷ_s (1, h, w, M) as int64 in units of 1/64 step, zero outside the group."""
     model = lm.model
     ms = model.config.latent // model.config.slices
     prev: list[torch.Tensor] = []
-    mask = in_g.unsqueeze(-1).float()
+    q64s: list[torch.Tensor] = []
+    mask = in_g.unsqueeze(-1)
     for i in range(model.config.slices):
-        g_i = gain[..., i * ms:(i + 1) * ms]
-        mu, sigma = model.slice_params(i, hyper, prev, g_i)
-        mu = em.round_to_grid(mu)
-        idx = em.scale_index(sigma[in_g])
-        symbols = take_symbols(i, mu, idx)
-        y_hat_s = torch.zeros_like(mu)
-        y_hat_s[in_g] = symbols.float() + mu[in_g]
-        y_hat_s = y_hat_s + em.round_to_grid(model.lrp(i, hyper, prev, y_hat_s / g_i))
-        prev.append(y_hat_s / g_i * mask)
-    return torch.cat(prev, dim=-1)
+        sl = slice(i * ms, (i + 1) * ms)
+        mu, idx = model.slice_params_exact(i, hyper, prev, gains)
+        symbols = take_symbols(i, mu, idx[in_g])
+        q64 = torch.zeros_like(mu)
+        q64[in_g] = symbols.long() * int(em.MEAN_GRID) + mu[in_g]
+        q64 = q64 + model.lrp_exact(i, hyper, prev, model.unscaled_exact(q64, gains, sl))
+        q64 = q64 * mask
+        q64s.append(q64)
+        prev.append(model.unscaled_exact(q64, gains, sl))
+    return torch.cat(q64s, dim=-1)
 
 
-def _gain(lm: LoadedModel, quality: float) -> torch.Tensor:
-    return lm.model.gains(torch.tensor([quality], dtype=torch.float32))[:, None, None, :]
+def _y_hat(q64: torch.Tensor, gains: em.FixedGains) -> torch.Tensor:
+    """ŷ for the pixel path: ŷ_s / gain as float32 (units of 1/64 step -> latent units)."""
+    return (q64.double() / em.MEAN_GRID / gains.real().double()).float()
 
 
 # ----- encode ----------------------------------------------------------------------------------
@@ -206,8 +209,8 @@ def _encode_sections(lm, rgb, ids, canvas: Canvas, quality: float, num_groups: i
     y = model.g_a(_pad_image(rgb, canvas, ids.shape), keys, b).float()
     keys16 = keys_at_scale(keys, b, 16)
     feats = model.h_a.features(y, keys16)
-    gain = _gain(lm, quality)
-    y_s = y * gain
+    gains = model.fixed_gains(quality)
+    y_s = y * gains.real()
     sections: list[Optional[bytes]] = []
     for g in range(num_groups):
         if not (ids == g).any():
@@ -219,14 +222,14 @@ def _encode_sections(lm, rgb, ids, canvas: Canvas, quality: float, num_groups: i
         in_g = in_g_full[:, y0:y1, x0:x1]
         perm_key = (perm_keys or {}).get(g)
         enc = SectionEncoder()
-        z_hat = _code_hyper(tables, z, touched(in_g), enc, perm_key)
-        hyper = model.group_hyper(z_hat, in_g)
+        z_int = _code_hyper(tables, z, touched(in_g), enc, perm_key)
+        hyper = model.group_hyper_exact(z_int, in_g)
         y_crop = y_s[:, y0:y1, x0:x1]
         ms = model.config.latent // model.config.slices
         held: list[torch.Tensor] = []
 
         def take(i, mu, idx, y_crop=y_crop, in_g=in_g, enc=enc, held=held, perm_key=perm_key):
-            sym = torch.round(y_crop[..., i * ms:(i + 1) * ms][in_g] - mu[in_g])
+            sym = torch.round(y_crop[..., i * ms:(i + 1) * ms][in_g] - mu[in_g].float() / em.MEAN_GRID)
             sym = sym.clamp(-em.SYMBOL_LIMIT, em.SYMBOL_LIMIT).to(torch.int32)
             if perm_key is None:
                 enc.add_gaussian(sym.numpy(), idx.numpy())
@@ -234,7 +237,7 @@ def _encode_sections(lm, rgb, ids, canvas: Canvas, quality: float, num_groups: i
                 held.append(sym)
             return sym
 
-        _latent_slices(lm, hyper, in_g, gain, take)
+        _latent_slices(lm, hyper, in_g, gains, take)
         if perm_key is not None:
             _code_scrambled_latents(enc, torch.cat(held, dim=1).numpy(), perm_key)
         sections.append(enc.finish())
@@ -243,40 +246,38 @@ def _encode_sections(lm, rgb, ids, canvas: Canvas, quality: float, num_groups: i
 
 def _code_hyper(tables: HyperTables, z: torch.Tensor, where: torch.Tensor, enc: SectionEncoder,
                 perm_key: Optional[bytes] = None) -> torch.Tensor:
-    """Quantise z at the touched positions, code it, and return ẑ (zero elsewhere).
-    With ``perm_key`` each channel's symbols are coded in a key-shuffled order (the tables are
-    the same at every position, so this costs no bits)."""
-    z_hat = torch.zeros_like(z)
+    """Quantise z at the touched positions, code it, and return ẑ − median as integers (zero
+    elsewhere): what h_s reads. With ``perm_key`` each channel's symbols are coded in a
+    key-shuffled order (the tables are the same at every position, so this costs no bits)."""
+    z_int = torch.zeros(z.shape, dtype=torch.int64)
     vals = z[where].numpy()                                          # (P, Z)
-    out = np.zeros_like(vals)
+    out = np.zeros(vals.shape, np.int64)
     syms = np.zeros(vals.shape, np.int32)
     for c, pmf in enumerate(tables.pmfs):
         sym = np.clip(np.round(vals[:, c] - tables.medians[c]) - tables.offsets[c], 0, len(pmf) - 1).astype(np.int32)
         syms[:, c] = sym
-        out[:, c] = sym + tables.offsets[c] + tables.medians[c]
+        out[:, c] = sym + tables.offsets[c]
     if perm_key is not None:
         syms = crypto.scramble_columns(syms, crypto.permutations(perm_key, b"z", *syms.shape))
     for c, pmf in enumerate(tables.pmfs):
         enc.add_categorical(syms[:, c], pmf)
-    z_hat[where] = torch.from_numpy(out)
-    return z_hat
+    z_int[where] = torch.from_numpy(out)
+    return z_int
 
 
 def _decode_hyper(tables: HyperTables, shape, where: torch.Tensor, dec: SectionDecoder,
                   perm_key: Optional[bytes] = None) -> torch.Tensor:
-    """ẑ at the touched positions (zero elsewhere); ``perm_key`` undoes a scrambled group's shuffle."""
-    z_hat = torch.zeros(shape)
+    """ẑ − median (int64) at the touched positions, zero elsewhere; ``perm_key`` undoes a
+    scrambled group's shuffle."""
+    z_int = torch.zeros(shape, dtype=torch.int64)
     count = int(where.sum())
     syms = np.zeros((count, len(tables.pmfs)), np.int64)
     for c, pmf in enumerate(tables.pmfs):
         syms[:, c] = dec.categorical(count, pmf)
     if perm_key is not None:
         syms = crypto.unscramble_columns(syms, crypto.permutations(perm_key, b"z", *syms.shape))
-    out = np.zeros((count, len(tables.pmfs)), np.float32)
-    for c in range(len(tables.pmfs)):
-        out[:, c] = syms[:, c] + tables.offsets[c] + tables.medians[c]
-    z_hat[where] = torch.from_numpy(out)
-    return z_hat
+    z_int[where] = torch.from_numpy(syms + tables.offsets[None, :])
+    return z_int
 
 
 # ----- scrambled groups ------------------------------------------------------------------------
@@ -327,11 +328,13 @@ class DecodeResult:
     scrambled: list[str] = field(default_factory=list)    # decoded, but no key unscrambled them
 
 
-def decode(data: bytes | container.SsbFile, groups: Optional[list[str]] = None, *, background: str = "transparent",
+def decode(data, groups: Optional[list[str]] = None, *, background: str = "transparent",
            weights=None, keys: Optional[list[crypto.KeyMaterial]] = None,
            warn: Callable[[str], None] = lambda msg: None, max_pixels: Optional[int] = None) -> DecodeResult:
-    """Decode the named groups (all when None). Undecoded pixels are transparent (RGBA) or
-    filled with ``background``; a complete decode gives RGB (or L for grayscale sources).
+    """Decode the named groups (all when None) of ``data``: .ssb bytes, a parsed ``SsbFile``,
+    a path, an http(s) URL (only the wanted sections are fetched) or a seekable binary file.
+    Undecoded pixels are transparent (RGBA) or filled with ``background``; a complete decode
+    gives RGB (or L for grayscale sources).
 
     ``keys`` are tried on sealed and scrambled groups: a group opens with the key that protected
     it. A sealed group no key opens is left empty (``unavailable``); a scrambled one is decoded
@@ -343,12 +346,13 @@ def decode(data: bytes | container.SsbFile, groups: Optional[list[str]] = None, 
         raise SsicError(f"background must be one of {', '.join(BACKGROUNDS)}")
     wanted = _select_groups(hdr, groups)
     lm = _matching_weights(hdr, weights)
+    ssb.prefetch(wanted)
     canvas = Canvas(hdr.width, hdr.height, hdr.block_size, lm.model.config.alignment)
     hc, wc = canvas.size
     pixels = np.zeros((hc, wc, 3), np.uint8)
     alpha = np.zeros((hc, wc), bool)
     result = DecodeResult(None, [])
-    gain = _gain(lm, hdr.quality)
+    gains = lm.model.fixed_gains(hdr.quality)
     block_pixels = np.kron(_padded_ids(hdr.block_ids, canvas), np.ones((hdr.block_size,) * 2, np.int16))
     keyring = crypto.Keyring(keys or [])
     for g in wanted:
@@ -360,7 +364,7 @@ def decode(data: bytes | container.SsbFile, groups: Optional[list[str]] = None, 
         try:
             opened = crypto.open_section(hdr, g, ssb.section(g), keyring)
             with torch.inference_mode():
-                crop, box = _decode_group(lm, canvas, hdr.block_ids, g, opened.data, gain,
+                crop, box = _decode_group(lm, canvas, hdr.block_ids, g, opened.data, gains,
                                           opened.scrambled, opened.perm_key)
         except crypto.KeyRequiredError as exc:
             result.unavailable.append(name)
@@ -369,6 +373,11 @@ def decode(data: bytes | container.SsbFile, groups: Optional[list[str]] = None, 
         except crypto.WrongKeyError as exc:
             result.unavailable.append(name)
             warn(f"{exc}{_tried(keyring, 'opens')}; left empty")
+            continue
+        except UndecodableError:
+            result.lost.append(name)
+            warn(f"group {name!r} could not be decoded: its section is intact (CRC passes) but did not "
+                 f"decode with this machine's model arithmetic or these weights ({lm.model_id}); left empty")
             continue
         except FormatError as exc:
             result.lost.append(name)
@@ -390,14 +399,39 @@ def decode(data: bytes | container.SsbFile, groups: Optional[list[str]] = None, 
     return result
 
 
+def decode_latents(data: bytes | container.SsbFile, *, weights=None,
+                   keys: Optional[list[crypto.KeyMaterial]] = None) -> dict[str, np.ndarray]:
+    """The integer ŷ_s (units of 1/64 quantisation step, int64, shape (h/16, w/16, M) of the
+    group's crop) of every group that decodes: everything the entropy decoder and the integer
+    parameter path produce, before the float pixel path. Identical on every machine for a
+    given file and weights; the golden-file and cross-kernel tests compare these."""
+    ssb = data if isinstance(data, container.SsbFile) else container.read_ssb(data)
+    hdr = ssb.header
+    lm = _matching_weights(hdr, weights)
+    canvas = Canvas(hdr.width, hdr.height, hdr.block_size, lm.model.config.alignment)
+    gains = lm.model.fixed_gains(hdr.quality)
+    keyring = crypto.Keyring(keys or [])
+    out = {}
+    for g, group in enumerate(hdr.groups):
+        if not group.flags & container.FLAG_PRESENT:
+            continue
+        try:
+            opened = crypto.open_section(hdr, g, ssb.section(g), keyring)
+        except (crypto.KeyRequiredError, crypto.WrongKeyError):
+            continue
+        with torch.inference_mode():
+            q64, _, _ = _decode_group_latents(lm, canvas, hdr.block_ids, g, opened.data, gains,
+                                              opened.scrambled, opened.perm_key)
+        out[group.name] = q64[0].numpy()
+    return out
+
+
 def _tried(keyring: "crypto.Keyring", verb: str) -> str:
     return "" if len(keyring) == 1 else f" (none of the {len(keyring)} keys given {verb} it)"
 
 
 def _select_groups(hdr: container.SsbHeader, groups: Optional[list[str]]) -> list[int]:
-    if not groups:
-        return list(range(len(hdr.groups)))
-    return sorted({hdr.index_of(name) for name in groups})
+    return container.select_groups(hdr, groups)
 
 
 def _matching_weights(hdr: container.SsbHeader, weights) -> LoadedModel:
@@ -417,10 +451,20 @@ def _padded_ids(ids: np.ndarray, canvas: Canvas) -> np.ndarray:
     return out
 
 
-def _decode_group(lm: LoadedModel, canvas: Canvas, ids: np.ndarray, g: int, section: bytes, gain: torch.Tensor,
-                  scrambled: bool = False, perm_key: Optional[bytes] = None):
+def _decode_group(lm: LoadedModel, canvas: Canvas, ids: np.ndarray, g: int, section: bytes,
+                  gains: em.FixedGains, scrambled: bool = False, perm_key: Optional[bytes] = None):
     """Pixels (h, w, 3) uint8 of the group's crop and the crop box in canvas pixels.
     A scrambled section decodes in shuffled order unless ``perm_key`` is given."""
+    q64, keys, box = _decode_group_latents(lm, canvas, ids, g, section, gains, scrambled, perm_key)
+    x_hat = lm.model.g_s(_y_hat(q64, gains), keys, canvas.block_size)[0]
+    crop = (x_hat.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    return crop, box
+
+
+def _decode_group_latents(lm: LoadedModel, canvas: Canvas, ids: np.ndarray, g: int, section: bytes,
+                          gains: em.FixedGains, scrambled: bool = False, perm_key: Optional[bytes] = None):
+    """ŷ_s of the group's crop (1, h/16, w/16, M) int64 in units of 1/64 step, its block keys
+    and its crop box. Raises ``UndecodableError`` when an intact section does not decode."""
     model = lm.model
     b = canvas.block_size
     y0, x0, y1, x1 = canvas.group_crop(ids, g)
@@ -428,9 +472,9 @@ def _decode_group(lm: LoadedModel, canvas: Canvas, ids: np.ndarray, g: int, sect
     in_g = keys_at_scale(keys, b, 16) == 0
     dec = SectionDecoder(section)
     where = touched(in_g)
-    z_hat = _decode_hyper(_tables(lm), (1, *where.shape[1:], model.config.hyper_latent), where, dec,
+    z_int = _decode_hyper(_tables(lm), (1, *where.shape[1:], model.config.hyper_latent), where, dec,
                           perm_key if scrambled else None)
-    hyper = model.group_hyper(z_hat, in_g)
+    hyper = model.group_hyper_exact(z_int, in_g)
     ms = model.config.latent // model.config.slices
     if scrambled:
         symbols = _decode_scrambled_latents(dec, int(in_g.sum()), model.config.latent, perm_key)
@@ -441,11 +485,14 @@ def _decode_group(lm: LoadedModel, canvas: Canvas, ids: np.ndarray, g: int, sect
         def take(i, mu, idx):
             return torch.from_numpy(dec.gaussian(idx.numpy()).astype(np.int64)).reshape(-1, ms)
 
-    y_hat = _latent_slices(lm, hyper, in_g, gain, take)
-    dec.check_end()
-    x_hat = model.g_s(y_hat, keys, b)[0]
-    crop = (x_hat.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-    return crop, (y0, x0, y1, x1)
+    q64 = _latent_slices(lm, hyper, in_g, gains, take)
+    try:
+        dec.check_end()
+    except FormatError as exc:
+        # The section's CRC passed (or it would not have got here), so its bytes are as written:
+        # what failed is this decoder's reading of them, not the file.
+        raise UndecodableError(str(exc)) from None
+    return q64, keys, (y0, x0, y1, x1)
 
 
 def _compose(pixels: np.ndarray, alpha: np.ndarray, channels: int, background: str, complete: bool) -> Image.Image:
@@ -463,16 +510,6 @@ def _compose(pixels: np.ndarray, alpha: np.ndarray, channels: int, background: s
     return Image.fromarray(np.concatenate([pixels, a], axis=2), "RGBA")
 
 
-# ----- extract / inspect -------------------------------------------------------------------------
-def extract(data: bytes | container.SsbFile, groups: list[str]) -> bytes:
-    """A smaller, valid .ssb holding only ``groups`` (section bytes copied verbatim)."""
-    if not groups:        # unlike decode, "nothing named" must not mean "everything"
-        raise SsicError("extract needs at least one group name")
-    ssb = data if isinstance(data, container.SsbFile) else container.read_ssb(data)
-    keep = _select_groups(ssb.header, groups)
-    return container.extract_ssb(ssb, keep)
-
-
-def inspect(data: bytes | container.SsbFile) -> dict:
-    ssb = data if isinstance(data, container.SsbFile) else container.read_ssb(data)
-    return container.describe(ssb)
+# ----- extract / inspect (no model involved: see container) ----------------------------------------
+extract = container.extract
+inspect = container.inspect

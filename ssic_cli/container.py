@@ -31,6 +31,7 @@ from typing import BinaryIO, Optional, Sequence, Union
 import numpy as np
 
 from .errors import FormatError, SsicError
+from .remote import is_url
 from .mask import BLOCK_SIZES, MAX_GROUPS, GroupMask, decode_block_ids, encode_block_ids, grid_shape
 
 __all__ = [
@@ -40,7 +41,12 @@ __all__ = [
 ]
 
 MAGIC = b"\x89SSB\r\n\x1a\n"       # PNG-style: high bit, CR LF, ^Z, LF catch text-mode damage
-VERSION = 1
+VERSION = 2
+# Versions this reader knows of but no longer decodes, and why (said in the error).
+_RETIRED_VERSIONS = {
+    1: "its entropy parameters came from float networks and decoded only on CPUs like the "
+       "encoder's; decode it with ssic 0.1.x or re-encode the source",
+}
 FLAG_PRESENT, FLAG_SEALED, FLAG_SCRAMBLED = 1, 2, 4
 KNOWN_GROUP_FLAGS = FLAG_PRESENT | FLAG_SEALED | FLAG_SCRAMBLED
 CHANNELS = (1, 3)
@@ -53,7 +59,8 @@ DEFAULT_MAX_PIXELS = 200_000_000
 
 _PREAMBLE = struct.Struct("<8sH")       # magic, version
 _IMAGE = struct.Struct("<IIHB")         # width, height, block size, channels
-_CODING = struct.Struct("<16sfI")       # weights hash, quality, file flags (after the model id)
+_CODING = struct.Struct("<16sfI16s")    # weights hash, quality, file flags, file id (after the model id)
+FILE_ID_BYTES = 16
 _U8, _U16, _U32 = struct.Struct("<B"), struct.Struct("<H"), struct.Struct("<I")
 _GROUP_FIXED = struct.Struct("<IIIIIB")  # bbox x0 y0 x1 y1, block count, flags
 _INDEX_ENTRY = struct.Struct("<QII")    # offset in payload, length, CRC-32
@@ -121,9 +128,13 @@ class SsbHeader:
     quality: float
     groups: list[GroupEntry]
     block_ids: np.ndarray
+    # Random per file (version 2): sealed sections are bound to it, so two files with otherwise
+    # identical headers cannot swap sealed sections unnoticed; ``extract`` keeps it.
+    file_id: bytes = field(default_factory=lambda: secrets.token_bytes(FILE_ID_BYTES))
 
     def __post_init__(self):
         self.weights_hash = bytes(self.weights_hash)
+        self.file_id = bytes(self.file_id)
         self.quality = _as_float32(self.quality)
         self.block_ids = np.asarray(self.block_ids)
 
@@ -131,7 +142,7 @@ class SsbHeader:
         if not isinstance(other, SsbHeader):
             return NotImplemented
         scalars = ("width", "height", "block_size", "channels", "model_id", "weights_hash",
-                   "quality", "groups")
+                   "quality", "groups", "file_id")
         return (all(getattr(self, k) == getattr(other, k) for k in scalars)
                 and self.block_ids.shape == other.block_ids.shape
                 and bool(np.array_equal(self.block_ids, other.block_ids)))
@@ -164,6 +175,21 @@ class SsbFile:
     header_size: int = 0
     file_size: int = 0
     _source: Optional[object] = field(default=None, repr=False)
+
+    def prefetch(self, groups: Sequence[int]) -> None:
+        """Let the byte source fetch these groups' sections together (over HTTP: few range
+        requests instead of one per section); a no-op for local sources."""
+        fetch = getattr(self._source, "prefetch", None)
+        if fetch is not None:
+            present = [i for i in groups if 0 <= i < len(self.index) and self.header.groups[i].present]
+            fetch([(self.header_size + self.index[i][0], self.index[i][1]) for i in present])
+
+    def transfer(self) -> Optional[dict]:
+        """Bytes fetched so far against the file size, for a remote file (else None)."""
+        fetched = getattr(self._source, "fetched", None)
+        if fetched is None:
+            return None
+        return {"fetched_bytes": fetched, "file_bytes": self.file_size, "requests": self._source.requests}
 
     def section(self, i: int) -> bytes:
         """The bytes of group ``i``'s section, checked against the index's length and CRC-32.
@@ -229,7 +255,7 @@ def dump_ssb(header: SsbHeader, sections: Sequence[Optional[bytes]]) -> bytes:
     head = bytearray(_PREAMBLE.pack(MAGIC, VERSION))
     head += _IMAGE.pack(header.width, header.height, header.block_size, header.channels)
     head += _pack_text(header.model_id)
-    head += _CODING.pack(header.weights_hash, header.quality, 0)
+    head += _CODING.pack(header.weights_hash, header.quality, 0, header.file_id)
     head += _U16.pack(len(header.groups))
     for g, data in zip(header.groups, sections):
         flags = (g.flags & ~FLAG_PRESENT) | (FLAG_PRESENT if data is not None else 0)
@@ -304,10 +330,35 @@ def is_ssb(prefix: bytes) -> bool:
     return bytes(prefix[:len(MAGIC)]) == MAGIC
 
 
-def read_ssb(path_or_bytes: PathOrBytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> SsbFile:
-    """Parse and validate the header of a ``.ssb`` (path, bytes, or seekable binary file).
+def select_groups(header: "SsbHeader", groups: Optional[Sequence[str]]) -> list[int]:
+    """Indexes of the named groups (all when None or empty); an unknown name is an error."""
+    if not groups:
+        return list(range(len(header.groups)))
+    return sorted({header.index_of(name) for name in groups})
 
-    Only the header is read; sections are fetched by ``SsbFile.section``. Images over
+
+def extract(data: "bytes | SsbFile", groups: Sequence[str]) -> bytes:
+    """A smaller, valid .ssb holding only ``groups`` (section bytes copied verbatim); needs no
+    model, so ``ssic extract`` never imports torch."""
+    if not groups:        # unlike decode, "nothing named" must not mean "everything"
+        raise SsicError("extract needs at least one group name")
+    ssb = data if isinstance(data, SsbFile) else read_ssb(data)
+    keep = select_groups(ssb.header, groups)
+    ssb.prefetch(keep)
+    return extract_ssb(ssb, keep)
+
+
+def inspect(data: "bytes | SsbFile") -> dict:
+    """``describe`` of a file given as bytes or parsed."""
+    return describe(data if isinstance(data, SsbFile) else read_ssb(data))
+
+
+def read_ssb(path_or_bytes: PathOrBytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> SsbFile:
+    """Parse and validate the header of a ``.ssb`` (path, ``http(s)://`` URL, bytes, or seekable
+    binary file).
+
+    Only the header is read; sections are fetched by ``SsbFile.section`` (over HTTP, with range
+    requests: see ``remote``). Images over
     ``max_pixels`` are refused. Every problem with the file raises ``FormatError``; a path that
     cannot be opened raises ``SsicError``.
 
@@ -321,6 +372,9 @@ def read_ssb(path_or_bytes: PathOrBytes, *, max_pixels: int = DEFAULT_MAX_PIXELS
     """
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
         return _parse(_MemorySource(path_or_bytes), max_pixels)
+    if is_url(path_or_bytes):
+        from .remote import open_url
+        return _parse(open_url(path_or_bytes), max_pixels)
     if hasattr(path_or_bytes, "read"):
         return _parse(_open_file_source(path_or_bytes), max_pixels)
     path = os.fspath(path_or_bytes)
@@ -367,6 +421,7 @@ def describe(ssb: SsbFile) -> dict:
         "model_id": h.model_id,
         "weights_hash": h.weights_hash.hex(),
         "quality": h.quality,
+        "file_id": h.file_id.hex(),
         "total_bytes": ssb.file_size,
         "header_bytes": ssb.header_size,
         "bpp": ssb.file_size * 8 / (h.width * h.height),
@@ -385,11 +440,14 @@ def _parse(src, max_pixels: int) -> SsbFile:
     _check_magic(src)
     cur.pos = len(MAGIC)
     (version,) = cur.unpack(_U16)
+    if version in _RETIRED_VERSIONS:
+        raise FormatError(f"this is a version-{version} .ssb file and this ssic reads version {VERSION}: "
+                          f"{_RETIRED_VERSIONS[version]}")
     if version != VERSION:
         raise FormatError(f"unsupported .ssb version {version} (this ssic reads version {VERSION})")
     width, height, block_size, channels = cur.unpack(_IMAGE)
     model_id = cur.blob(_U8, MAX_TEXT_BYTES, "model id")
-    weights_hash, quality, file_flags = cur.unpack(_CODING)
+    weights_hash, quality, file_flags, file_id = cur.unpack(_CODING)
     (count,) = cur.unpack(_U16)
     if not 1 <= count <= MAX_GROUPS:
         raise FormatError(f"group count {count} is out of range (1..{MAX_GROUPS})")
@@ -413,7 +471,7 @@ def _parse(src, max_pixels: int) -> SsbFile:
     ids = decode_block_ids(src.read(mask_at, mask_len), rows, cols, count)
     header = SsbHeader(width, height, block_size, channels, _decode_text(model_id, "model id"),
                        weights_hash, quality, [_decode_group(i, *raw) for i, raw in
-                                               enumerate(raw_groups)], ids)
+                                               enumerate(raw_groups)], ids, file_id)
     _check_header(header, max_pixels)
     _check_index(header.groups, index, src.size - cur.pos)
     return SsbFile(header, [tuple(e) for e in index], cur.pos, src.size, src)
@@ -515,6 +573,8 @@ def _check_header(h: SsbHeader, max_pixels: Optional[int]) -> None:
     _check_text(h.model_id, "model id", allow_empty=False)
     if len(h.weights_hash) != HASH_BYTES:
         raise FormatError(f"weights hash must be {HASH_BYTES} bytes, got {len(h.weights_hash)}")
+    if len(h.file_id) != FILE_ID_BYTES:
+        raise FormatError(f"file id must be {FILE_ID_BYTES} bytes, got {len(h.file_id)}")
     lo, hi = QUALITY_RANGE
     if not lo <= h.quality <= hi:
         raise FormatError(f"quality {h.quality} is out of range ({lo}..{hi})")

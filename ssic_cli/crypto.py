@@ -74,7 +74,7 @@ _PERM_CHUNK = 4096                 # Fisher–Yates steps per keystream request
 
 _PARTS_SEAL, _PARTS_SCRAMBLE = 1, 2
 _KDF = struct.Struct("<BBBB")      # kdf id, log2 N, r, p
-_AAD_TAG = b"ssic sealed section v1\0"
+_AAD_TAG = b"ssic sealed section v2\0"
 _CHECK_TAG = b"ssic key check v1"
 
 
@@ -307,12 +307,14 @@ class Keyring:
 
 # ----- sealing -------------------------------------------------------------------------------------
 def associated_data(header, group: int, section_length: int) -> bytes:
-    """What a sealed section is bound to: the image, the model, the group and its params.
+    """What a sealed section is bound to: the file, the image, the model, the group and its params.
 
-    Width, height, block size, channels, model id, weights hash, quality, group index and count,
-    group name and label, the group's flags (without PRESENT, which ``extract`` changes), its
-    params (salt, nonce, …), a SHA-256 of the whole block mask, and the section's length. Every
-    text and blob is length-prefixed, so no two headers give the same bytes.
+    The file's random id (so a sealed section cannot be moved into another file, even one whose
+    header is otherwise byte-identical), width, height, block size, channels, model id, weights
+    hash, quality, group index and count, group name and label, the group's flags (without
+    PRESENT, which ``extract`` changes), its params (salt, nonce, …), a SHA-256 of the whole
+    block mask, and the section's length. Every text and blob is length-prefixed, so no two
+    headers give the same bytes.
     """
     from .container import FLAG_PRESENT
     g = header.groups[group]
@@ -320,7 +322,7 @@ def associated_data(header, group: int, section_length: int) -> bytes:
     mask_hash = hashlib.sha256(struct.pack("<II", *ids.shape) + ids.tobytes()).digest()
     text = [s.encode("utf-8") for s in (header.model_id, g.name, g.label)]
     return b"".join([
-        _AAD_TAG,
+        _AAD_TAG, bytes(header.file_id),
         struct.pack("<IIHB", header.width, header.height, header.block_size, header.channels),
         struct.pack("<B", len(text[0])), text[0], bytes(header.weights_hash), struct.pack("<f", header.quality),
         struct.pack("<HH", group, len(header.groups)),

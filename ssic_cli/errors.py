@@ -19,3 +19,8 @@ class WeightsMismatchError(SsicError):
 
 class DetectorUnavailable(SsicError):
     """A detector cannot run here (missing package or weights)."""
+
+
+class UndecodableError(FormatError):
+    """An intact section (its CRC passes) whose entropy-coded stream did not decode: the decoder's
+    model arithmetic or weights differ from the encoder's, or the CRC itself was forged."""

@@ -1,7 +1,9 @@
 """Reading input images and writing decoded ones, with the checks a codec front end needs."""
 from __future__ import annotations
 
+import io
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,14 +33,38 @@ class InputImage:
     note: str = ""           # what was done to the source (alpha dropped, 16 → 8 bit …)
 
 
+STDIO = "-"          # as an input: standard input; as an output: standard output
+
+
+def is_stdio(path) -> bool:
+    return str(path) == STDIO
+
+
+def read_stdin() -> bytes:
+    """All of standard input (a pipe: the shell's ``cat x | ssic … -``)."""
+    return sys.stdin.buffer.read()
+
+
+def write_stdout(data: bytes) -> None:
+    """Write finished output to standard output; never binary to a terminal."""
+    if sys.stdout.isatty():
+        raise SsicError("refusing to write binary data to a terminal; redirect it (> file) or pipe it")
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
 def load_image(path: Path, max_pixels: int | None = None) -> InputImage:
-    """Open any Pillow-readable image, apply its EXIF orientation, and bring it to 8-bit RGB."""
-    path = Path(path)
+    """Open any Pillow-readable image (``-``: standard input), apply its EXIF orientation, and
+    bring it to 8-bit RGB."""
     max_pixels = default_max_pixels() if max_pixels is None else max_pixels
-    if path.is_dir():
-        raise SsicError(f"{path} is a directory, not an image")
+    if is_stdio(path):
+        source, path = io.BytesIO(read_stdin()), Path("<stdin>")
+    else:
+        path = source = Path(path)
+        if path.is_dir():
+            raise SsicError(f"{path} is a directory, not an image")
     try:
-        with Image.open(path) as im:
+        with Image.open(source) as im:
             if im.width * im.height > max_pixels:
                 raise SsicError(f"{path}: image is {im.width}×{im.height}, over the limit of {max_pixels} pixels "
                                 "(set SSIC_MAX_PIXELS to raise it)")
@@ -87,12 +113,22 @@ def _palette_is_gray(im: Image.Image) -> bool:
 
 
 def save_image(img: Image.Image, path: Path, fmt: str | None = None) -> None:
-    """Write an image atomically, in the format named by ``fmt`` or the file extension."""
+    """Write an image atomically, in the format named by ``fmt`` or the file extension
+    (``-``: standard output, PNG unless ``fmt`` says otherwise)."""
     fmt = fmt or Image.registered_extensions().get(Path(path).suffix.lower(), "PNG")
+    if is_stdio(path):
+        buf = io.BytesIO()
+        img.save(buf, format=fmt)                  # whole image first: no partial output on failure
+        write_stdout(buf.getvalue())
+        return
     _atomic_write(path, lambda f: img.save(f, format=fmt))
 
 
 def write_bytes_atomic(data: bytes, path: Path) -> None:
+    """Write bytes atomically to a file, or to standard output for ``-``."""
+    if is_stdio(path):
+        write_stdout(data)
+        return
     _atomic_write(path, lambda f: f.write(data))
 
 

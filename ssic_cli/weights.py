@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from compressai.models.utils import update_registered_buffers
 
 from .errors import SsicError
 from .model import MODEL_CONFIGS, SSICModel
@@ -66,10 +65,15 @@ def load_weights(path: "Path | LoadedModel | None" = None) -> LoadedModel:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
         model_id = blob["model_id"]
-        model = SSICModel(MODEL_CONFIGS[model_id])
-        update_registered_buffers(model.entropy_bottleneck, "entropy_bottleneck",
-                                  ["_quantized_cdf", "_offset", "_cdf_length"], blob["state_dict"])
-        model.load_state_dict(blob["state_dict"])
+        model = SSICModel(MODEL_CONFIGS[model_id], coding_only=True)
+        state = blob["state_dict"]
+        model.entropy_bottleneck.fit_tables(state, "entropy_bottleneck.")
+        own = model.state_dict()
+        missing = [k for k in own if k not in state]
+        if missing:
+            raise KeyError(f"missing {', '.join(missing[:3])}")
+        # The density model's own parameters (_matrix0 …) are for training only.
+        model.load_state_dict({k: v for k, v in state.items() if k in own})
     except FileNotFoundError:
         raise SsicError(f"weights file not found: {path}") from None
     except (KeyError, RuntimeError, ValueError, OSError, EOFError) as exc:

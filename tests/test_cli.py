@@ -166,3 +166,84 @@ def test_exif_rotation_is_applied(tmp_path, kodak, capsys):
     assert run(capsys, "encode", src, "-o", out, "--detector", "none")[0] == 0
     assert run(capsys, "decode", out, "-o", dec)[0] == 0
     assert Image.open(dec).size == (48, 80)
+
+
+# ----- incomplete decodes: exit status 4 unless --allow-missing ------------------------------------
+GOLDEN = EXAMPLES.parent / "tests" / "golden"
+
+
+def test_sealed_group_without_key_writes_the_rest_and_exits_4(tmp_path, capsys):
+    dst = tmp_path / "street.png"
+    code, _, err = run(capsys, "decode", GOLDEN / "protected-q8.ssb", "-o", dst)
+    assert code == 4 and dst.exists()
+    assert "'face' is sealed" in err and "incomplete: 2 wanted group(s) missing" in err and "Warning" not in err
+    assert Image.open(dst).mode == "RGBA"
+    assert run(capsys, "decode", GOLDEN / "protected-q8.ssb", "-o", dst, "--allow-missing")[0] == 0
+    code, _, err = run(capsys, "decode", GOLDEN / "protected-q8.ssb", "-o", dst, "--key-file", GOLDEN / "golden.key")
+    assert code == 0 and "incomplete" not in err
+    code, _, _ = run(capsys, "decode", GOLDEN / "protected-q8.ssb", "-o", dst, "--groups", "background")
+    assert code == 0                                       # only what was asked for counts
+
+
+def test_intact_section_that_does_not_decode_is_not_called_damaged(tmp_path, capsys):
+    from ssic_cli import container
+    ssb = container.read_ssb((GOLDEN / "multi-q1.ssb").read_bytes())
+    sections = [ssb.section(i) for i in range(len(ssb.header.groups))]
+    words = bytearray(sections[1])
+    words[len(words) // 2] ^= 0x5A                        # as if another machine's arithmetic had read it
+    sections[1] = bytes(words)
+    src = tmp_path / "derailed.ssb"
+    src.write_bytes(container.dump_ssb(ssb.header, sections))       # CRCs recomputed: the file is "intact"
+    dst = tmp_path / "out.png"
+    code, _, err = run(capsys, "decode", src, "-o", dst)
+    assert code == 4 and dst.exists()
+    assert "group 'person' could not be decoded: its section is intact (CRC passes)" in err
+    assert "damaged" not in err
+
+
+# ----- shell pipes: "-" is standard input / output ----------------------------------------------
+def test_pipes_encode_decode_extract_through_stdin_and_stdout(tmp_path, photo, capsys):
+    import subprocess
+    import sys
+    ssic = [sys.executable, "-m", "ssic_cli"]
+    enc = subprocess.run(ssic + ["encode", "-", "-o", "-", "--detector", "grid"], input=photo.read_bytes(),
+                         capture_output=True, cwd=tmp_path, timeout=300)
+    assert enc.returncode == 0, enc.stderr.decode()[-1000:]
+    assert enc.stdout[:4] == b"\x89SSB" and not (tmp_path / "-").exists()
+    ext = subprocess.run(ssic + ["extract", "-", "-g", "tile", "-o", "-"], input=enc.stdout,
+                         capture_output=True, cwd=tmp_path, timeout=300)
+    assert ext.returncode == 0 and 0 < len(ext.stdout) < len(enc.stdout), ext.stderr.decode()
+    dec = subprocess.run(ssic + ["decode", "-", "-o", "-"], input=enc.stdout, capture_output=True, cwd=tmp_path,
+                         timeout=300)
+    assert dec.returncode == 0 and dec.stdout[:8] == b"\x89PNG\r\n\x1a\n", dec.stderr.decode()[-1000:]
+    assert not (tmp_path / "-").exists()
+    (tmp_path / "piped.ssb").write_bytes(enc.stdout)
+    assert run(capsys, "decode", tmp_path / "piped.ssb", "-o", tmp_path / "file.png")[0] == 0
+    import io
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(dec.stdout))), np.asarray(Image.open(tmp_path / "file.png")))
+    bad = subprocess.run(ssic + ["decode", "-", "-o", "-"], input=b"not an ssb", capture_output=True, timeout=300)
+    assert bad.returncode == 2 and bad.stdout == b"" and bad.stderr.decode().count("\n") == 1
+
+
+# ----- parallel batches -----------------------------------------------------------------------------
+def test_parallel_batches_encode_and_decode_with_one_line_per_failure(tmp_path, kodak, capsys):
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        Image.fromarray(crop(kodak, 64, 96, 40 * i, 50 * i)).save(src / f"img{i}.png")
+    (src / "broken.png").write_bytes(b"not an image")
+    ssb_dir, png_dir = tmp_path / "ssb", tmp_path / "png"
+    ssb_dir.mkdir()
+    png_dir.mkdir()
+    code, _, err = run(capsys, "encode", *sorted(src.iterdir()), "-d", ssb_dir, "-j", "2", "--detector", "grid")
+    assert code == 2 and err.count("ssic: error:") == 1 and "broken.png" in err, err
+    assert "3 of 4 files done, 1 failed" in err
+    assert sorted(p.name for p in ssb_dir.iterdir()) == ["img0.ssb", "img1.ssb", "img2.ssb"]
+    code, _, err = run(capsys, "decode", *sorted(ssb_dir.iterdir()), "-d", png_dir, "-j", "2")
+    assert code == 0, err
+    for i in range(3):
+        alone = tmp_path / f"alone{i}.png"
+        assert run(capsys, "decode", ssb_dir / f"img{i}.ssb", "-o", alone)[0] == 0
+        assert np.array_equal(np.asarray(Image.open(png_dir / f"img{i}.png")), np.asarray(Image.open(alone)))
+    code, _, err = run(capsys, "decode", *sorted(ssb_dir.iterdir()), "-d", png_dir, "-g", "unicorn", "-j", "2")
+    assert code == 2 and err.count("ssic: error: unknown group 'unicorn'") == 3 and "0 of 3 files done" in err

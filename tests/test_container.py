@@ -33,7 +33,8 @@ SECTIONS = [b"person-bytes", b"car", b"background bytes " * 3]
 WIDTH_AT, HEIGHT_AT, BLOCK_AT, CHANNELS_AT = 10, 14, 18, 20
 QUALITY_AT = 22 + len(MODEL) + 16
 FILE_FLAGS_AT = QUALITY_AT + 4
-COUNT_AT = FILE_FLAGS_AT + 4
+FILE_ID_AT = FILE_FLAGS_AT + 4
+COUNT_AT = FILE_ID_AT + 16
 NAME0_AT = COUNT_AT + 2
 GROUP0_FIXED_AT = NAME0_AT + 1 + len(NAMES[0].encode()) + 1 + len(b"person")
 
@@ -267,8 +268,8 @@ def test_flip_in_a_field_reports_the_checksum(data):
     (b"\x89PNG\r\n\x1a\n" + bytes(40), r"^not an \.ssb file$"),
     (b"\x89SSB\n\x1a\n" + bytes(40), "line endings were converted"),
     (b"\x89SSB\r\r\n\x1a\r\n" + bytes(40), "line endings were converted"),
-    (MAGIC + b"\x02\x00" + bytes(40),
-     r"^unsupported \.ssb version 2 \(this ssic reads version 1\)$"),
+    (MAGIC + b"\x03\x00" + bytes(40),
+     r"^unsupported \.ssb version 3 \(this ssic reads version 2\)$"),
 ])
 def test_foreign_files(blob, message):
     with pytest.raises(FormatError, match=message):

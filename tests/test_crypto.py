@@ -315,11 +315,14 @@ def test_extract_keeps_sealed_sections_intact(image, groups, plain):
     assert np.array_equal(img[..., :3][pix == 2], full[pix == 2])
 
 
-def _swap_in(dst: bytes, src: bytes, g_dst: int, g_src: int) -> bytes:
-    """``dst`` with group g_dst's params and section taken from ``src``'s group g_src (CRCs redone)."""
+def _swap_in(dst: bytes, src: bytes, g_dst: int, g_src: int, with_file_id: bool = False) -> bytes:
+    """``dst`` with group g_dst's params and section taken from ``src``'s group g_src (CRCs redone),
+    and with ``src``'s file id too if ``with_file_id``."""
     a, b = container.read_ssb(dst), container.read_ssb(src)
     header = a.header
     header.groups[g_dst].params = b.header.groups[g_src].params
+    if with_file_id:
+        header.file_id = b.header.file_id
     sections = [a.section(i) for i in range(len(header.groups))]
     sections[g_dst] = b.section(g_src)
     return container.dump_ssb(header, sections)
@@ -333,6 +336,24 @@ def test_sealed_sections_cannot_move_between_files_or_groups(image, groups):
         assert group in res.lost and "fails authentication" in " ".join(warns)
 
 
+def test_sealed_sections_cannot_move_between_files_with_identical_headers(image, groups):
+    """A fixed camera with a fixed grid: two encodes whose headers differ only in the random
+    file id. A sealed section moved from one to the other no longer opens."""
+    a = codec.encode(image, groups, 4.0, seal={"person": K1})
+    b = codec.encode(image[::-1].copy(), groups, 4.0, seal={"person": K1})
+    ha, hb = container.read_ssb(a).header, container.read_ssb(b).header
+    assert ha.file_id != hb.file_id
+    hb.file_id, hb.groups[1].params = ha.file_id, ha.groups[1].params    # (params travel with the section)
+    assert ha == hb                                          # nothing else tells them apart
+    res, _, warns = decode(_swap_in(a, b, 1, 1), keys=[K1])
+    assert res.lost == ["person"] and "fails authentication" in " ".join(warns)
+    res, _, _ = decode(_swap_in(a, b, 1, 1, with_file_id=True), keys=[K1])
+    assert "person" in res.decoded                           # the file id is what binds it
+    small = codec.extract(a, ["person"])
+    assert container.read_ssb(small).header.file_id == ha.file_id
+    assert decode(small, keys=[K1])[0].decoded == ["person"]
+
+
 def test_nothing_about_a_sealed_group_leaks(image, groups):
     """Change only the sealed group's pixels: every other byte of the file stays the same."""
     pix = block_pixels(groups, W, H)
@@ -342,8 +363,9 @@ def test_nothing_about_a_sealed_group_leaks(image, groups):
     b = codec.encode(other, groups, 4.0, seal={"person": K1})
     sa, sb = container.read_ssb(a), container.read_ssb(b)
     assert sa.section(1) != sb.section(1)
-    # b == a with the sealed group's params and ciphertext replaced (index and CRC follow).
-    assert _swap_in(a, b, 1, 1) == b
+    # b == a with the sealed group's params and ciphertext replaced (index and CRC follow), and
+    # its own random file id.
+    assert _swap_in(a, b, 1, 1, with_file_id=True) == b
     for g in (0, 2):
         assert sa.section(g) == sb.section(g)
 
@@ -387,7 +409,7 @@ def test_cli_seal_scramble_decode(labelled, capsys, monkeypatch):
     assert lines["person"].endswith("present sealed") and lines["background"].endswith("present scrambled")
 
     code, _, err = run(capsys, "decode", out, "-o", d / "k1.png", "--key-file", d / "k1.key")
-    assert code == 0
+    assert code == 4 and (d / "k1.png").exists()           # written, but car and background are missing
     assert "wrong key for group 'car'; left empty" in err
     assert "wrong key for group 'background'; it is shown scrambled" in err
     code, _, err = run(capsys, "decode", out, "-o", d / "all.png", "--key-file", d / "k1.key",

@@ -47,7 +47,7 @@ def test_train_resume_and_export(tmp_path, data_dir, capsys):
     assert steps == [1, 2, 3]
     wdir = tmp_path / "weights"
     assert main(["train", "--out", str(out), "--export", str(wdir)]) == 0
-    (path,) = wdir.glob("ssic-tiny2-*.pt")
+    (path,) = wdir.glob("ssic-tiny2p-*.pt")
     from ssic_cli import codec
     from ssic_cli.mask import single_group
     from ssic_cli.weights import load_weights
@@ -62,18 +62,17 @@ def test_train_resume_and_export(tmp_path, data_dir, capsys):
     assert [json.loads(line)["step"] for line in (fresh / "log.jsonl").read_text().splitlines()] == [4]
 
 
-def test_new_run_grows_a_smaller_model_and_resume_checks_the_model(tmp_path, data_dir, capsys):
-    small = tmp_path / "small"
-    args = ["train", "--data", data_dir, "--batch", "2", "--log-every", "1", "--quiet", "--max-steps", "1"]
-    assert main([str(a) for a in args + ["--out", small, "--model", "ssic-tiny"]]) == 0
-    assert main(["train", "--out", str(small), "--export", str(tmp_path / "w")]) == 0
-    (path,) = (tmp_path / "w").glob("ssic-tiny-*.pt")
-    grown = tmp_path / "grown"                     # ssic-tiny weights into the default ssic-tiny2
-    assert main([str(a) for a in args[:-1] + ["2", "--out", grown, "--init", path]]) == 0
-    assert "started from" in capsys.readouterr().err
-    assert main([str(a) for a in args + ["--out", grown, "--model", "ssic-tiny"]]) == 2
-    assert "holds a ssic-tiny2 model" in capsys.readouterr().err
-    assert main([str(a) for a in args + ["--out", grown, "--model", "no-such"]]) == 1
+def test_resume_checks_the_model(tmp_path, data_dir, capsys):
+    import torch
+    run = tmp_path / "run"
+    args = ["train", "--data", data_dir, "--batch", "2", "--log-every", "1", "--quiet", "--max-steps", "1", "--out", run]
+    assert main([str(a) for a in args]) == 0
+    state = torch.load(run / "last.pt", weights_only=False)
+    state["model_id"] = "ssic-other"                # a checkpoint of another architecture
+    torch.save(state, run / "last.pt")
+    assert main([str(a) for a in args]) == 2
+    assert "holds a ssic-other model" in capsys.readouterr().err
+    assert main([str(a) for a in args + ["--model", "no-such"]]) == 1
 
 
 def test_train_on_a_folder_without_images_is_a_one_line_error(tmp_path, capsys):

@@ -1,9 +1,11 @@
 """Entropy-model pieces shared by training and coding: the scale table, the mean grid, the
 Gaussian likelihood of the latents, and the quality → (gain, λ) map.
 
-Only integers cross the encoder/decoder boundary: a latent is coded as ``round(y − μ̂)`` with
-mean 0 and the std ``SCALE_TABLE[index]``, where ``μ̂`` is μ rounded to ``MEAN_GRID`` and
-``index`` comes from ``scale_index``. Both sides compute them from the same tensors.
+Only integers cross the encoder/decoder boundary: a latent is coded as ``round(y_s − μ̂)`` with
+mean 0 and the std ``SCALE_TABLE[index]``, where ``μ̂`` is μ on the ``MEAN_GRID`` and ``index``
+the scale-table entry. On the coding path both come from integer arithmetic only
+(``FixedGains``, ``mean_on_grid``, ``scale_index_fixed``, fed by the integer networks of
+``intnet``), so every machine derives the same tables from the same symbols.
 """
 from __future__ import annotations
 
@@ -19,8 +21,6 @@ SCALE_TABLE = np.array(
     [float(f"{math.exp(v):.6g}") for v in np.linspace(math.log(SCALE_MIN), math.log(SCALE_MAX), SCALE_LEVELS)],
     dtype=np.float64,
 )
-# Boundaries between neighbouring table entries (geometric means), used to pick an index.
-_SCALE_BOUNDS = torch.tensor(np.sqrt(SCALE_TABLE[:-1] * SCALE_TABLE[1:]), dtype=torch.float32)
 MEAN_GRID = 64.0          # means are rounded to multiples of 1/64 of a quantisation step
 SYMBOL_LIMIT = 4095       # coded symbols are clipped to [-4095, 4095]
 
@@ -29,13 +29,73 @@ LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
 QUALITY_MIN, QUALITY_MAX = 1.0, float(len(LAMBDAS))
 
 
-def scale_index(scales: torch.Tensor) -> torch.Tensor:
-    """Index into ``SCALE_TABLE`` of the entry nearest (in log) to each scale; int64."""
-    return torch.bucketize(scales.float().contiguous(), _SCALE_BOUNDS.to(scales.device))
+# Integer form of the scale table's log grid: ln(SCALE_MIN) in units of 2^-8 and the log step
+# between entries in units of 2^-24 (literals, so no libm is involved on the coding path).
+_LOG_SCALE_MIN_FIXED = -565           # round(ln 0.11 · 2^8)
+_LOG_SCALE_STEP_FIXED = 2064517       # round((ln 256 − ln 0.11) / 63 · 2^24)
+GAIN_FRAC = 16                        # gains are integers in units of 2^-16
+_LN2 = 0.6931471805599453
 
 
-def round_to_grid(mu: torch.Tensor) -> torch.Tensor:
-    return torch.round(mu * MEAN_GRID) / MEAN_GRID
+def exact_exp(x: float) -> float:
+    """exp(x) from IEEE-754 double +, −, ×, ÷ only (Python floats, no libm, no FMA): the same
+    bits on every machine, unlike ``math.exp`` or a vectorised ``torch.exp``."""
+    k = round(x / _LN2)
+    r = x - k * _LN2
+    term, total = 1.0, 1.0
+    for n in range(1, 24):
+        term = term * r / n
+        total = total + term
+    return total * 2.0 ** k
+
+
+class FixedGains:
+    """The per-channel gain of one quality as integers, derived identically on every machine.
+
+    ``gain``: (M,) int64, gain · 2^16; ``log_gain``: (M,) int64, ln(gain) · 2^8. Computed from
+    the float32 anchors of the weights and the float32 quality of the file with scalar double
+    arithmetic only (log-linear interpolation, ``exact_exp``).
+    """
+
+    def __init__(self, log_gain_anchors: np.ndarray, quality: float):
+        q = min(max(float(np.float32(quality)), QUALITY_MIN), QUALITY_MAX) - 1.0
+        lo = min(int(math.floor(q)), len(LAMBDAS) - 2)
+        t = q - lo
+        anchors = np.asarray(log_gain_anchors, np.float32)
+        logs = [float(a) * (1.0 - t) + float(b) * t for a, b in zip(anchors[lo].tolist(), anchors[lo + 1].tolist())]
+        self.gain = torch.tensor([round(exact_exp(v) * 2.0 ** GAIN_FRAC) for v in logs], dtype=torch.int64)
+        self.log_gain = torch.tensor([round(v * 256.0) for v in logs], dtype=torch.int64)
+
+    def channels(self, sl: slice) -> "FixedGains":
+        part = object.__new__(FixedGains)
+        part.gain, part.log_gain = self.gain[sl], self.log_gain[sl]
+        return part
+
+    def real(self) -> torch.Tensor:
+        """The gain as float32 (exact: an integer over 2^16), for the pixel path."""
+        return (self.gain.double() / 2.0 ** GAIN_FRAC).float()
+
+
+def mean_on_grid(mu_fixed: torch.Tensor, gains: FixedGains) -> torch.Tensor:
+    """μ̂ in units of 1/MEAN_GRID of a quantisation step (int64) from μ (unscaled, units of 2^-8):
+    round(μ · gain · 64), in integers."""
+    shift = 8 + GAIN_FRAC - 6                      # 2^-8 · 2^-16 -> 2^-6 (MEAN_GRID = 64)
+    prod = mu_fixed.long() * gains.gain
+    return torch.div(prod + (1 << (shift - 1)), 1 << shift, rounding_mode="floor")
+
+
+def scale_index_fixed(log_sigma_fixed: torch.Tensor, gains: FixedGains) -> torch.Tensor:
+    """Scale-table index (int64) of σ · gain, from ln σ in units of 2^-8: the nearest entry of
+    the table's log grid, in integers."""
+    t = (log_sigma_fixed.long() + gains.log_gain - _LOG_SCALE_MIN_FIXED) << 16      # units 2^-24
+    idx = torch.div(t + _LOG_SCALE_STEP_FIXED // 2, _LOG_SCALE_STEP_FIXED, rounding_mode="floor")
+    return idx.clamp(0, SCALE_LEVELS - 1)
+
+
+def unscale_fixed(q64: torch.Tensor, gains: FixedGains) -> torch.Tensor:
+    """ŷ_s (units of 1/64 step, int64) -> ŷ = ŷ_s / gain in units of 2^-8 (int64, rounded)."""
+    num = q64 << (GAIN_FRAC + 2)                   # (q/64)·2^16/G · 2^8 = q·2^18/G
+    return torch.div(num + gains.gain // 2, gains.gain, rounding_mode="floor")
 
 
 def quality_weights(quality: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

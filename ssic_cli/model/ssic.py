@@ -5,16 +5,17 @@
          x ──g_a(·|m)──► y ──×gain(q)──► y_s ──Q──► ŷ_s ──÷gain(q)──► ŷ ──g_s(·|m)──► x̂
                          │                ▲
                    h_a per group          │ μ_s, σ_s (slice i from ŷ_<i and hyper features)
-                         ▼                │
-                  z_g ──Q──► ẑ_g ──h_s──► hyper features (composed over groups, GI Swin)
+                         ▼                │     integer-exact: h_s, ChARM, LRP (``intnet``)
+                  z_g ──Q──► ẑ_g ──h_s──► hyper features (composed over groups, masked 3×3)
 
 One set of weights serves every rate: ``--quality`` q ∈ [1, 8] selects a per-channel gain
 (log-linear between 8 learned anchors), i.e. a quantisation step of 1/gain on y. The hyper
 latent z is coded at unit step for every q.
 
 ``forward`` is the training path (noise for the rates, straight-through rounding for the
-reconstruction). ``group_parameters`` is the coding path for one group on one crop; the
-encoder and the decoder call it with identical tensors so they derive identical tables.
+reconstruction and for every fixed-point value of the parameter path). ``group_hyper_exact``,
+``slice_params_exact`` and ``lrp_exact`` are the coding path: integers only, so the encoder and
+any decoder, on any machine, derive identical tables (the pixel path g_s stays float).
 """
 from __future__ import annotations
 
@@ -22,12 +23,12 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
-from compressai.entropy_models import EntropyBottleneck
 
 from . import entropy as em
+from .intnet import IntMLP, fake_quant, to_fixed
 from .layers import PAD_KEY
 from .transforms import (AnalysisTransform, HyperAnalysis, HyperSynthesis, SynthesisTransform,
-                         keys_at_scale, touched)
+                         keys_at_scale, touched, upsample_parent)
 
 
 @dataclass(frozen=True)
@@ -52,13 +53,13 @@ class ModelConfig:
 
 
 MODEL_CONFIGS = {
-    "ssic-tiny": ModelConfig(),
-    # ssic-tiny + group-masked depthwise 3×3 conv blocks after the 1/8, 1/4 and 1/2 synthesis stages:
-    # ssic-tiny decoded every 2×2 patch from its own token and its Kodak error showed seams at
-    # the 8- and 16-pixel grid; grown from ssic-tiny weights (the new blocks start as identity).
-    "ssic-tiny2": ModelConfig(refine_scales=(8, 4, 2)),
+    # GI Swin transforms with group-masked depthwise 3×3 conv blocks after the 1/8, 1/4 and 1/2
+    # synthesis stages (against the seams of pixel-shuffle upsampling), and the integer-exact
+    # entropy-parameter path ("p" for portable). Its transforms are those of the earlier float
+    # ssic-tiny2 (weights ssic-tiny2-0b789971), whose parameter path could not decode across CPUs.
+    "ssic-tiny2p": ModelConfig(refine_scales=(8, 4, 2)),
 }
-DEFAULT_MODEL = "ssic-tiny2"       # what new training runs build
+DEFAULT_MODEL = "ssic-tiny2p"       # what new training runs build
 
 
 def full_precision(like: torch.Tensor):
@@ -71,56 +72,105 @@ def ste_round(x: torch.Tensor) -> torch.Tensor:
     return x + (torch.round(x) - x).detach()
 
 
-class SliceNet(nn.Module):
-    """1×1 MLP (group-safe): conditioning -> output channels."""
+# The ChARM nets see ŷ of earlier slices unscaled (÷ gain), in the parameter path's fixed point.
+_PREV_LIMIT = 255.0
 
-    def __init__(self, cin: int, hidden: int, cout: int):
+
+class HyperPriorTables(nn.Module):
+    """What coding needs of a trained ``EntropyBottleneck`` — its medians (in ``quantiles``) and
+    integer CDF tables — under the same state-dict names, without importing compressai (whose
+    import pulls torch_geometric and costs seconds of every ``ssic decode``)."""
+
+    TABLES = ("_quantized_cdf", "_offset", "_cdf_length")
+
+    def __init__(self, channels: int):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(cin, hidden), nn.GELU(), nn.Linear(hidden, hidden // 2), nn.GELU(),
-                                 nn.Linear(hidden // 2, cout))
+        self.register_buffer("quantiles", torch.zeros(channels, 1, 3))
+        for name in self.TABLES:
+            self.register_buffer(name, torch.zeros(0, dtype=torch.int32))
 
-    def forward(self, x):
-        return self.net(x)
+    def fit_tables(self, state: dict, prefix: str) -> None:
+        """Size the table buffers like the stored ones, so ``load_state_dict`` can fill them."""
+        for name in self.TABLES:
+            if prefix + name in state:
+                setattr(self, name, torch.empty_like(state[prefix + name]))
 
 
 class SSICModel(nn.Module):
-    def __init__(self, config: ModelConfig = ModelConfig()):
+    """``coding_only``: the hyper prior is ``HyperPriorTables`` (inference; no compressai import)
+    instead of CompressAI's trainable ``EntropyBottleneck``."""
+
+    def __init__(self, config: ModelConfig = ModelConfig(), coding_only: bool = False):
         super().__init__()
         c = self.config = config
         assert c.latent == c.dims[-1] and c.latent % c.slices == 0
         self.g_a = AnalysisTransform(c.dims, c.depths, c.heads, c.window)
         self.g_s = SynthesisTransform(c.dims, c.depths, c.heads, c.window, c.refine_scales)
         self.h_a = HyperAnalysis(c.latent, c.hyper, c.hyper_latent, 4, c.window)
-        self.h_s = HyperSynthesis(c.hyper_latent, c.hyper, c.hyper, 4, c.window)
-        self.entropy_bottleneck = EntropyBottleneck(c.hyper_latent)
+        self.h_s = HyperSynthesis(c.hyper_latent, c.hyper, c.hyper)
+        if coding_only:
+            self.entropy_bottleneck = HyperPriorTables(c.hyper_latent)
+        else:
+            from compressai.entropy_models import EntropyBottleneck
+            self.entropy_bottleneck = EntropyBottleneck(c.hyper_latent)
         ms = c.latent // c.slices
-        self.param_nets = nn.ModuleList(SliceNet(c.hyper + i * ms, c.slice_hidden, 2 * ms) for i in range(c.slices))
-        self.lrp_nets = nn.ModuleList(SliceNet(c.hyper + (i + 1) * ms, c.slice_hidden, ms) for i in range(c.slices))
+        widths = [c.slice_hidden, c.slice_hidden // 2]
+        self.param_nets = nn.ModuleList(IntMLP([c.hyper + i * ms, *widths, 2 * ms]) for i in range(c.slices))
+        self.lrp_nets = nn.ModuleList(IntMLP([c.hyper + (i + 1) * ms, *widths, ms]) for i in range(c.slices))
         # Per-channel log gains of the 8 anchor qualities; step ∝ λ^-1/2 at init.
         lam = torch.tensor(em.LAMBDAS)
         init = 0.5 * (lam.log() - lam.log().mean())
         self.log_gains = nn.Parameter(init[:, None].repeat(1, c.latent))
 
     @staticmethod
-    def starts_as_identity(key: str) -> bool:
-        """Parameters of blocks that are the identity when new (a smaller model lacks them)."""
-        return key.startswith("g_s.refine.")
+    def is_entropy_parameter_path(key: str) -> bool:
+        """Parameters of the integer entropy-parameter path (what porting float weights retrains)."""
+        return key.startswith(("h_s.", "param_nets.", "lrp_nets."))
 
     # ----- shared pieces -------------------------------------------------------------------
     def gains(self, quality: torch.Tensor) -> torch.Tensor:
-        """(N,) qualities -> (N, M) gains (1 / quantisation step of y)."""
+        """(N,) qualities -> (N, M) gains (1 / quantisation step of y), on the 2^-16 grid that
+        coding uses (``em.FixedGains``)."""
         lo, hi, t = em.quality_weights(quality)
         t = t[:, None]
-        return torch.exp(self.log_gains[lo] * (1 - t) + self.log_gains[hi] * t)
+        gain = torch.exp(self.log_gains[lo] * (1 - t) + self.log_gains[hi] * t)
+        return fake_quant(gain, 2.0 ** em.GAIN_FRAC)
+
+    def fixed_gains(self, quality: float) -> em.FixedGains:
+        return em.FixedGains(self.log_gains.detach().float().numpy(), quality)
 
     def slice_params(self, i: int, hyper: torch.Tensor, prev: list[torch.Tensor], gain: torch.Tensor):
-        """μ_s, σ_s of slice i in the scaled domain (units of quantisation steps)."""
+        """Training: μ_s, σ_s of slice i in the scaled domain (units of quantisation steps)."""
         mu, log_sigma = self.param_nets[i](torch.cat([hyper, *prev], dim=-1)).chunk(2, dim=-1)
         return mu * gain, torch.exp(log_sigma.clamp(-8.0, 8.0)) * gain
 
     def lrp(self, i: int, hyper: torch.Tensor, prev: list[torch.Tensor], y_hat_i: torch.Tensor) -> torch.Tensor:
-        """Latent residual prediction, in quantisation steps (|·| ≤ 0.5)."""
-        return 0.5 * torch.tanh(self.lrp_nets[i](torch.cat([hyper, *prev, y_hat_i], dim=-1)))
+        """Training: latent residual prediction in quantisation steps, |·| ≤ 0.5, on the mean grid."""
+        r = self.lrp_nets[i](torch.cat([hyper, *prev, y_hat_i], dim=-1)).clamp(-0.5, 0.5)
+        return fake_quant(r, em.MEAN_GRID)
+
+    @staticmethod
+    def unscaled(y_hat_s: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+        """Training: ŷ as the ChARM nets see it (÷ gain, on the 2^-8 grid, clamped)."""
+        return fake_quant(y_hat_s / gain, 256.0).clamp(-_PREV_LIMIT, _PREV_LIMIT)
+
+    # ----- coding path: integers only (see intnet); tensors in units of 2^-8 unless said ------
+    def slice_params_exact(self, i: int, hyper: torch.Tensor, prev: list[torch.Tensor], gains: em.FixedGains):
+        """μ̂ (units of 1/64 step) and scale-table index of slice i, both int64."""
+        out = self.param_nets[i].exact(torch.cat([hyper, *prev], dim=-1))
+        ms = out.shape[-1] // 2
+        g = gains.channels(slice(i * ms, (i + 1) * ms))
+        return em.mean_on_grid(out[..., :ms], g), em.scale_index_fixed(out[..., ms:], g)
+
+    def lrp_exact(self, i: int, hyper: torch.Tensor, prev: list[torch.Tensor], y_hat_i: torch.Tensor) -> torch.Tensor:
+        """Latent residual prediction in units of 1/64 step (int64, |·| ≤ 32)."""
+        r = self.lrp_nets[i].exact(torch.cat([hyper, *prev, y_hat_i], dim=-1)).long().clamp(-128, 128)
+        return torch.div(r + 2, 4, rounding_mode="floor")            # 2^-8 -> 2^-6, half up
+
+    def unscaled_exact(self, q64: torch.Tensor, gains: em.FixedGains, sl: slice) -> torch.Tensor:
+        """ŷ_s of a slice (units of 1/64 step, int64) -> ŷ as the ChARM nets see it (float64)."""
+        v = em.unscale_fixed(q64, gains.channels(sl))
+        return v.clamp(-_PREV_LIMIT * 256, _PREV_LIMIT * 256).double()
 
     # ----- training path --------------------------------------------------------------------
     def forward(self, x: torch.Tensor, block_keys: torch.Tensor, block_size: int, quality: torch.Tensor) -> dict:
@@ -144,21 +194,24 @@ class SSICModel(nn.Module):
         ms = c.latent // c.slices
         valid = (keys16 != PAD_KEY).unsqueeze(-1)
         y_hats, bits_y = [], torch.zeros(y.shape[0], device=y.device)
+        seen: list[torch.Tensor] = []          # earlier slices as the ChARM nets see them
         for i in range(c.slices):
             gi = gain[..., i * ms:(i + 1) * ms]
             y_s = y[..., i * ms:(i + 1) * ms] * gi
-            mu, sigma = self.slice_params(i, hyper, y_hats, gi)
+            mu, sigma = self.slice_params(i, hyper, seen, gi)
             noisy = y_s + torch.empty_like(y_s).uniform_(-0.5, 0.5) - mu
             lik = em.gaussian_likelihood(noisy, sigma)
             bits_y = bits_y + (-torch.log2(lik) * valid).flatten(1).sum(1)
-            y_hat_s = ste_round(y_s - mu) + mu
-            y_hat_s = y_hat_s + self.lrp(i, hyper, y_hats, y_hat_s / gi)
+            y_hat_s = ste_round(y_s - mu) + fake_quant(mu, em.MEAN_GRID)
+            y_hat_s = y_hat_s + self.lrp(i, hyper, seen, self.unscaled(y_hat_s, gi))
+            seen.append(self.unscaled(y_hat_s, gi))
             y_hats.append(y_hat_s / gi)
         return torch.cat(y_hats, dim=-1), bits_y
 
     def _train_hyper(self, y: torch.Tensor, keys16: torch.Tensor):
+        """Per-group z and its rate; hyper features from the integer ẑ − median of every group."""
         feats = self.h_a.features(y, keys16)
-        composed = torch.zeros(*y.shape[:3], self.config.hyper, device=y.device, dtype=feats.dtype)
+        z_up = torch.zeros(*y.shape[:3], self.config.hyper_latent, device=y.device)
         bits_z = torch.zeros(y.shape[0], device=y.device)
         for g in range(int(keys16.max()) + 1):
             in_g = keys16 == g
@@ -166,16 +219,24 @@ class SSICModel(nn.Module):
                 continue
             z = self.h_a.group_latent(feats, in_g).float()
             with full_precision(z):
-                z_hat, lik = self.entropy_bottleneck(z.permute(0, 3, 1, 2))
+                _, lik = self.entropy_bottleneck(z.permute(0, 3, 1, 2))
+                z_up = z_up + upsample_parent(self.hyper_symbols(z)) * in_g.unsqueeze(-1)
             bits_z = bits_z + (-torch.log2(lik) * touched(in_g).unsqueeze(1)).flatten(1).sum(1)
-            composed = composed + self.h_s.group_features(z_hat.permute(0, 2, 3, 1), in_g)
-        return self.h_s.finish(composed, keys16).float(), bits_z
+        with full_precision(y):
+            return self.h_s(z_up, keys16), bits_z
+
+    def hyper_symbols(self, z: torch.Tensor) -> torch.Tensor:
+        """Training: round(z − median), straight-through: what the coder sends and h_s reads."""
+        centred = z - self.entropy_bottleneck.quantiles[:, 0, 1].detach()
+        return ste_round(centred)
 
     # ----- coding path (one group, one crop) ---------------------------------------------------
-    def group_hyper(self, z_hat: torch.Tensor, in_g: torch.Tensor) -> torch.Tensor:
-        """Hyper features of one group on a crop: z_hat (1, h/2, w/2, Z), in_g (1, h, w) bool."""
+    def group_hyper_exact(self, z_int: torch.Tensor, in_g: torch.Tensor) -> torch.Tensor:
+        """Hyper features (float64, units of 2^-8) of one group on a crop from its coded
+        ẑ − median: z_int (1, h/2, w/2, Z) integer-valued, in_g (1, h, w) bool."""
         keys = torch.where(in_g, 0, PAD_KEY)
-        return self.h_s.finish(self.h_s.group_features(z_hat, in_g), keys).float()
+        z_up = upsample_parent(z_int.double()) * in_g.unsqueeze(-1)
+        return self.h_s.exact(to_fixed(z_up), keys)
 
 
 def build_model(model_id: str = DEFAULT_MODEL) -> SSICModel:

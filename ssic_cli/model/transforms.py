@@ -5,15 +5,17 @@
     x (N,H,W,3) ─Down→C0─GI─Down→C1─GI─Down→C2─GI─Down→M─GI─► y (N,H/16,W/16,M)
     ŷ ─GI─Up→C2─GI─Up→C1─GI─Up→C0─GI─Up→3──► x̂
 
-The hyper path runs once per group (``group`` masks everything else to zero) so that ẑ_g,
-coded in group g's section, is all the decoder needs to rebuild g's entropy parameters.
+The hyper analysis runs once per group (everything else masked to zero) so that ẑ_g, coded
+in group g's section, is all the decoder needs to rebuild g's entropy parameters; the hyper
+synthesis is integer-exact so that it rebuilds them bit for bit on any machine.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 
-from .layers import Downsample, GIConvBlock, GIStage, Upsample, keys_at_scale, pixel_shuffle, pixel_unshuffle
+from .intnet import IntLinear, IntMaskedConv3x3, IntMLP
+from .layers import Downsample, GIConvBlock, GIStage, Upsample, keys_at_scale, pixel_unshuffle
 
 
 class AnalysisTransform(nn.Module):
@@ -75,20 +77,48 @@ class HyperAnalysis(nn.Module):
 
 
 class HyperSynthesis(nn.Module):
-    """ẑ_g (1/32) for every group -> hyper features at 1/16."""
+    """ẑ (1/32) -> hyper features at 1/16, integer-exact (see ``intnet``): the entropy
+    parameters depend on it, so every decoder must get the same bits.
 
-    def __init__(self, z: int, ch: int, out: int, heads: int, ws: int):
+    ::
+
+        ẑ−median at each 1/16 position's 1/32 parent ─1×1─ReLU─1×1(4·ch)─ReLU─► pick its 2×2 sub-position
+        ─► masked 3×3 (same group only) ─ReLU─ 1×1 ─► features (ch)
+
+    The input is given at 1/16 already (``upsample_parent``), each position holding its own
+    group's ẑ, so one call serves any number of groups in training and one group in coding.
+    """
+
+    def __init__(self, z: int, ch: int, out: int):
         super().__init__()
-        self.inp = nn.Sequential(nn.Linear(z, ch), nn.GELU(), nn.Linear(ch, 4 * ch))
-        self.mix = GIStage(ch, 2, heads, ws)
-        self.out = nn.Sequential(nn.GELU(), nn.Linear(ch, out))
+        self.ch = ch
+        self.inp = IntMLP([z, ch, 4 * ch], last_relu=True)
+        self.mix = IntMaskedConv3x3(ch, ch)
+        self.out = IntLinear(ch, out, relu=False)
 
-    def group_features(self, z_hat: torch.Tensor, in_group: torch.Tensor) -> torch.Tensor:
-        """Unshuffled features of one group, zero outside it: (N, H16, W16, ch)."""
-        return pixel_shuffle(self.inp(z_hat)) * in_group.unsqueeze(-1).to(z_hat.dtype)
+    def forward(self, z_up: torch.Tensor, keys16: torch.Tensor) -> torch.Tensor:
+        """Training: z_up (N, H16, W16, Z) integer-valued (ẑ − median); real-valued output."""
+        a = _sub_position(self.inp(z_up), self.ch)
+        return self.out(self.mix(a, keys16))
 
-    def finish(self, composed: torch.Tensor, keys16: torch.Tensor) -> torch.Tensor:
-        return self.out(self.mix(composed, keys16))
+    def exact(self, z_up: torch.Tensor, keys16: torch.Tensor) -> torch.Tensor:
+        """Coding: the same in integers (float64, units of 2^-8 in and out)."""
+        a = _sub_position(self.inp.exact(z_up), self.ch)
+        return self.out.exact(self.mix.exact(a, keys16))
+
+
+def upsample_parent(z: torch.Tensor) -> torch.Tensor:
+    """(N, h, w, Z) at 1/32 -> (N, 2h, 2w, Z): each 1/16 position gets its parent's value."""
+    return z.repeat_interleave(2, dim=1).repeat_interleave(2, dim=2)
+
+
+def _sub_position(a: torch.Tensor, ch: int) -> torch.Tensor:
+    """(N, H, W, 4·ch) -> (N, H, W, ch): the ch channels of each position's place (row parity,
+    column parity) in its 2×2 patch (a pixel shuffle done at the fine resolution)."""
+    n, h, w, _ = a.shape
+    parity = (torch.arange(h)[:, None] % 2) * 2 + torch.arange(w)[None, :] % 2          # (H, W)
+    index = parity.view(1, h, w, 1, 1).expand(n, h, w, ch, 1).to(a.device)
+    return a.reshape(n, h, w, ch, 4).gather(-1, index).squeeze(-1)
 
 
 def touched(in_group: torch.Tensor) -> torch.Tensor:
@@ -98,4 +128,4 @@ def touched(in_group: torch.Tensor) -> torch.Tensor:
 
 
 __all__ = ["AnalysisTransform", "SynthesisTransform", "HyperAnalysis", "HyperSynthesis", "touched",
-           "keys_at_scale"]
+           "keys_at_scale", "upsample_parent"]
