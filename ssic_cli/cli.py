@@ -86,7 +86,12 @@ def group_options(fn):
                      "background pixels coded with it; higher values save bits but may cut object edges."),
         click.option("--group-by", type=click.Choice(["class", "instance"]), default="class", show_default=True,
                      help="One group per class (overlapping objects merged) or per instance (person, person#2, …)."),
-        click.option("--classes", help="Keep only these classes, comma-separated (e.g. person,car)."),
+        click.option("--classes", help="Keep only these classes, comma-separated (e.g. person,car); they also "
+                     "get priority (see --priority)."),
+        click.option("--priority", "priority_classes",
+                     help="Classes whose group takes every block any of their pixels touches and wins every "
+                     "overlap (comma-separated): `extract --groups CLASS` then carries all of it. Sealed and "
+                     "scrambled classes always get priority."),
         click.option("--min-score", type=click.FloatRange(0.0, 1.0), default=0.25, show_default=True,
                      help="Minimum detection score."),
         click.option("--max-groups", type=click.IntRange(1, 255), default=32, show_default=True,
@@ -102,11 +107,12 @@ def _complete_detectors(ctx, param, incomplete):
 
 
 def _policy(mask_path, names_path, boxes_path, coco_path, detector, detector_weights, block_size, coverage,
-            group_by, classes, min_score, max_groups) -> dict:
+            group_by, classes, priority_classes, min_score, max_groups) -> dict:
+    wanted = _split_names((classes,)) if classes else None
     return dict(detector=detector, mask_path=mask_path, names_path=names_path, boxes_path=boxes_path,
                 coco_path=coco_path, weights=detector_weights, block_size=int(block_size), coverage=coverage,
-                group_by=group_by, classes=_split_names((classes,)) if classes else None, min_score=min_score,
-                max_groups=max_groups)
+                group_by=group_by, classes=wanted, min_score=min_score, max_groups=max_groups,
+                priority=set(wanted or ()) | set(_split_names((priority_classes,)) if priority_classes else ()))
 
 
 # ----- encode ----------------------------------------------------------------------------------
@@ -144,15 +150,17 @@ Examples:
 @click.option("--quiet", is_flag=True, help="Print nothing but errors.")
 @click.option("-v", "--verbose", is_flag=True, help="Say more about each file.")
 def encode(inputs, output, out_dir, quality, mask_path, names_path, boxes_path, coco_path, detector,
-           detector_weights, block_size, coverage, group_by, classes, min_score, max_groups, seal_specs, scramble_specs,
-           key_file, passphrase_env, weights, jobs, quiet, verbose):
+           detector_weights, block_size, coverage, group_by, classes, priority_classes, min_score, max_groups, seal_specs,
+           scramble_specs, key_file, passphrase_env, weights, jobs, quiet, verbose):
     """Compress images into .ssb files (``-``: standard input / output)."""
     rep = Reporter(quiet, verbose)
     plan = _plan_outputs(inputs, output, out_dir, ".ssb")
     policy = _policy(mask_path, names_path, boxes_path, coco_path, detector, detector_weights, block_size, coverage,
-                     group_by, classes, min_score, max_groups)
+                     group_by, classes, priority_classes, min_score, max_groups)
     protect = {"seal": _protection_keys(seal_specs, key_file, passphrase_env, "--seal"),
                "scramble": _protection_keys(scramble_specs, key_file, passphrase_env, "--scramble")}
+    # What is sealed or scrambled claims every block its pixels touch (see mask.regions_to_group_mask).
+    policy["priority"] |= {name.split("#")[0] for kind in protect.values() for name in kind}
     work = functools.partial(_encode_one, quality=quality, policy=policy, weights=weights, rep=rep, protect=protect)
     _exit_for(_run_batch(plan, work, rep, jobs), allow_missing=True)
 
@@ -200,7 +208,8 @@ def _encode_one(src: Path, dst: Path, quality: float, policy: dict, weights, rep
     gm = _group_mask(img.rgb, src, policy, rep)
     protect = protect or {}
     data = codec.encode(img.rgb, gm, quality, channels=img.channels, weights=weights,
-                        seal=protect.get("seal"), scramble=protect.get("scramble"))
+                        seal=protect.get("seal"), scramble=protect.get("scramble"),
+                        warn=lambda msg: rep.warn(f"{src}: {msg}"))
     write_bytes_atomic(data, dst)
     h, w = img.rgb.shape[:2]
     rep.debug(f"{src} -> {dst}: {len(data)} bytes, {len(data) * 8 / (w * h):.4f} bpp, groups: {', '.join(gm.names)}")
@@ -311,6 +320,8 @@ Examples:
   ssic decode photo.ssb -o full.png --key-file k1.key --key-file k2.key   # opens what k1, k2 protect
   ssic decode sealed.ssb -o street.png --allow-missing      # exit 0 although sealed groups stay empty
   ssic decode https://example.org/cam.ssb -g person -o p.png -v  # fetches only header, index, person
+  ssic decode *.ssb -d out/ -j 2                             # batch on 2 worker processes
+  cat photo.ssb | ssic decode - -o - > photo.png             # pipes: - is stdin / stdout (PNG)
 \b
 Exit status 4: the image was written but a wanted group is missing from it (damaged, not
 decodable here, sealed without a key, extracted away, or shown scrambled).
@@ -401,7 +412,8 @@ def inspect(input, as_json):
         return
     click.echo(f"{input}: {info['width']}x{info['height']}, {info['channels']} channel(s), block {info['block_size']}, "
                f"model {info['model_id']}/{info['weights_hash'][:8]}, quality {info['quality']:g}")
-    click.echo(f"{info['total_bytes']} bytes ({info['header_bytes']} header), {info['bpp']:.4f} bpp")
+    click.echo(f"{info['total_bytes']} bytes ({info['header_bytes']} header), {info['bpp']:.4f} bpp"
+               + (f"; fetched {info['transfer']['fetched_bytes']} bytes to read this" if "transfer" in info else ""))
     click.echo(f"{'group':<20} {'class':<14} {'blocks':>7} {'bytes':>9}  {'bbox':<22} flags")
     for g in info["groups"]:
         bbox = ",".join(str(v) for v in g["bbox"])
@@ -483,7 +495,7 @@ Examples:
 @click.option("--json", "as_json", is_flag=True, help="Also print the groups (name, class, blocks) as JSON on stdout.")
 @click.option("--quiet", is_flag=True, help="Print nothing but errors.")
 def mask_cmd(input, output, mask_path, names_path, boxes_path, coco_path, detector, detector_weights, block_size,
-             coverage, group_by, classes, min_score, max_groups, as_json, quiet):
+             coverage, group_by, classes, priority_classes, min_score, max_groups, as_json, quiet):
     """Show the groups an image would be split into, before encoding it."""
     from .imageio import load_image, save_image
     from .overlay import render_overlay
@@ -491,7 +503,8 @@ def mask_cmd(input, output, mask_path, names_path, boxes_path, coco_path, detect
     _refuse_same(input, output)
     img = load_image(input)
     gm = _group_mask(img.rgb, input, _policy(mask_path, names_path, boxes_path, coco_path, detector, detector_weights,
-                                             block_size, coverage, group_by, classes, min_score, max_groups), rep)
+                                             block_size, coverage, group_by, classes, priority_classes, min_score,
+                                             max_groups), rep)
     save_image(render_overlay(img.rgb, gm), output, _output_format(output))
     if as_json:
         click.echo(json.dumps({"block_size": gm.block_size, "groups": [
@@ -582,7 +595,7 @@ Examples:
 @click.option("--data", type=click.Path(file_okay=False, path_type=Path), help="Folder of training images (recursive).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run folder (checkpoint, log.jsonl).")
 @click.option("--hours", type=float, default=1.0, show_default=True,
-              help="Wall-clock budget of the whole run (the last 15 %% at lr × 0.1).")
+              help="Wall-clock budget of the whole run (the last 15 % at lr × 0.1).")
 @click.option("--batch", type=click.IntRange(1, 1024), default=32, show_default=True)
 @click.option("--lr", type=float, default=5e-4, show_default=True)
 @click.option("--variants", type=click.IntRange(1, 16), default=2, show_default=True,

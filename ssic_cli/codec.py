@@ -156,14 +156,18 @@ def _y_hat(q64: torch.Tensor, gains: em.FixedGains) -> torch.Tensor:
 # ----- encode ----------------------------------------------------------------------------------
 def encode(rgb: np.ndarray, group_mask: GroupMask, quality: float = 4.0, *, channels: int = 3,
            weights=None, seal: Optional[dict[str, crypto.KeyMaterial]] = None,
-           scramble: Optional[dict[str, crypto.KeyMaterial]] = None, max_pixels: Optional[int] = None) -> bytes:
+           scramble: Optional[dict[str, crypto.KeyMaterial]] = None, max_pixels: Optional[int] = None,
+           warn: Callable[[str], None] = lambda msg: None) -> bytes:
     """Compress an (H, W, 3) uint8 image into .ssb bytes, one section per group.
 
-    ``seal`` / ``scramble`` map group names to the key that seals (AES-256-GCM of the section) or
-    scrambles (keyed shuffle of its latents) that group; see ``crypto`` and ``docs/SECURITY.md``.
+    ``seal`` / ``scramble`` map group names or classes to the key that seals (AES-256-GCM of the
+    section) or scrambles (keyed shuffle of its latents) those groups; see ``crypto`` and
+    ``docs/SECURITY.md``. A name this image has no group for is not an error (a batch that seals
+    people must not stop at a photo without any): ``warn`` is told, and nothing is sealed for it.
     """
     check_pixel_budget(rgb.shape[1], rgb.shape[0], max_pixels)
-    seal_keys, scramble_keys = _protection_plan(group_mask, seal), _protection_plan(group_mask, scramble)
+    seal_keys = _protection_plan(group_mask, seal, "seal", warn)
+    scramble_keys = _protection_plan(group_mask, scramble, "scramble", warn)
     lm = load_weights(weights)
     quality = float(np.float32(quality))
     if not em.QUALITY_MIN <= quality <= em.QUALITY_MAX:
@@ -184,15 +188,21 @@ def encode(rgb: np.ndarray, group_mask: GroupMask, quality: float = 4.0, *, chan
     return container.dump_ssb(header, sections)
 
 
-def _protection_plan(group_mask: GroupMask, keys: Optional[dict]) -> dict[int, "crypto.KeyMaterial"]:
+def _protection_plan(group_mask: GroupMask, keys: Optional[dict], verb: str,
+                     warn: Callable[[str], None]) -> dict[int, "crypto.KeyMaterial"]:
     """{group name or class: key} -> {group index: key}. A class covers every group of that class
     (``person`` seals person, person#2, …: protecting a class never leaves an instance out);
-    a name that matches nothing is an error listing the groups."""
+    a name that matches nothing is reported through ``warn`` and skipped."""
     plan: dict[int, crypto.KeyMaterial] = {}
     for name, key in (keys or {}).items():
         hits = [i for i, (n, label) in enumerate(zip(group_mask.names, group_mask.labels)) if name in (n, label)]
+        if not hits and name in group_mask.merged:      # its pixels live in another group now: protect that
+            into = group_mask.merged[name]
+            hits = [group_mask.index_of(into)]
+            warn(f"{name!r} was merged into {into!r}; {verb} {into!r} to cover it")
         if not hits:
-            group_mask.index_of(name)                   # raises "unknown group …; this file has: …"
+            warn(f"nothing to {verb} for {name!r}: no such group or class in this image "
+                 f"(groups: {', '.join(group_mask.names)}); encoded without it")
         for i in hits:
             if plan.get(i, key) is not key:
                 raise SsicError(f"group {group_mask.names[i]!r} is given two different keys")

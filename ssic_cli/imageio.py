@@ -80,6 +80,10 @@ def load_image(path: Path, max_pixels: int | None = None) -> InputImage:
         raise SsicError(f"{path}: permission denied") from None
     except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
         raise SsicError(f"{path}: not a readable image ({exc.__class__.__name__})") from None
+    except ImportError:
+        # ultralytics, once imported, patches Image.open to retry unknown files with an optional
+        # HEIF plugin; when that plugin is absent the retry fails with ImportError.
+        raise SsicError(f"{path}: not a readable image") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise SsicError(f"{path}: cannot read image ({exc})") from None
 

@@ -25,6 +25,9 @@ class GroupMask:
     ids: np.ndarray                      # (rows, cols) uint8, group index per block
     names: list[str]                     # unique names users type: "person", "person#2", "background"
     labels: list[str] = field(default_factory=list)   # class of each group ("" when unknown)
+    # Groups the policy had to fold into another ({dropped name: name of the group holding its
+    # blocks}); said to the user in one line, never silent. Not part of the file.
+    merged: dict[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self):
         self.ids = np.ascontiguousarray(self.ids, dtype=np.uint8)
@@ -226,7 +229,7 @@ def _group_coverage(members: list, width: int, height: int, block_size: int,
 def regions_to_group_mask(regions, width: int, height: int, block_size: int = 32,
                           coverage: float = 0.0, group_by: str = "class", classes=None,
                           min_score: float = 0.0, max_groups: int = 32,
-                          merge_overlaps: bool = True) -> GroupMask:
+                          merge_overlaps: bool = True, priority=None) -> GroupMask:
     """Turn detector regions into a block-level ``GroupMask`` (the policy; pure numpy).
 
     The image of ``width`` x ``height`` pixels is cut into ``rows x cols`` blocks of
@@ -249,13 +252,19 @@ def regions_to_group_mask(regions, width: int, height: int, block_size: int = 32
        union of their footprints (overlaps merged, counted once); False measures each region
        alone and takes the best. It only matters when a group holds several regions (class
        grouping) and ``coverage`` > 0.
-    4. **Conflicts.** A block claimed by several groups goes to the one covering the largest
-       fraction of it; ties go to the group with the smaller total area (so small objects are
-       not swallowed by large ones), then to the earlier name in sorted order. Deterministic.
-       A group left with no block is dropped (its pixels are in the winners' blocks).
-    5. **Background.** Blocks no group claims form ``background``, always group 0 when
+    4. **Priority classes.** Groups whose class is in ``priority`` (the classes a user seals,
+       scrambles or names with ``--classes``; same forms as ``classes``) claim *every* block
+       that any of their pixels touches, whatever ``coverage`` says, and win every conflict
+       with a group outside ``priority``: a sealed class covers all of its pixels.
+    5. **Conflicts.** Otherwise a block claimed by several groups goes to the one covering the
+       largest fraction of it; ties go to the group with the smaller total area (so small
+       objects are not swallowed by large ones), then to the earlier name in sorted order.
+       Deterministic. A group left with no block of its own is folded into the group holding
+       most of the blocks it claimed, and ``GroupMask.merged`` records it
+       (``{"person#2": "car"}``) so the caller can say so: no region disappears silently.
+    6. **Background.** Blocks no group claims form ``background``, always group 0 when
        present; with no regions the mask is the single group ``background``.
-    6. **Cap.** At most ``max_groups`` groups (background included, 1..255). Beyond that the
+    7. **Cap.** At most ``max_groups`` groups (background included, 1..255). Beyond that the
        groups with the most blocks are kept (ties: name order) and the rest are merged into
        one group named ``other`` (label ``other``) so they stay separable from background.
        ``max_groups=1`` gives the single group ``background``.
@@ -276,6 +285,7 @@ def regions_to_group_mask(regions, width: int, height: int, block_size: int = 32
         raise SsicError(f"max_groups must be in 1..{MAX_GROUPS}, got {max_groups}")
     max_groups = int(max_groups)
     wanted = _normalise_classes(classes)
+    first = _normalise_classes(priority) or set()
 
     kept = [r for r in regions
             if float(r.score) >= min_score
@@ -293,16 +303,20 @@ def regions_to_group_mask(regions, width: int, height: int, block_size: int = 32
                         for _, _, m in groups))
     cov = np.stack(covs)                                               # (G, rows, cols)
     claimed = (cov >= 1.0) if coverage >= 1.0 else (cov > coverage) & (cov > 0)
-    # Conflict order: smaller area first, then name order; argmax keeps the first maximum.
+    is_first = np.array([label in first for _, label, _ in groups])
+    claimed[is_first] = cov[is_first] > 0                             # every touched block
+    # Conflict order: priority classes above all others (+2 beats any coverage), then the
+    # largest coverage; ties: smaller area first, then name order (argmax keeps the first).
     order = sorted(range(len(groups)), key=lambda g: (areas[g], groups[g][0]))
-    ranked = np.where(claimed, cov, -1.0)[order]                       # (G, rows, cols)
-    winner_rank = np.argmax(ranked, axis=0)
-    winner = np.asarray(order)[winner_rank]                            # group index per block
+    score = np.where(claimed, cov + 2.0 * is_first[:, None, None], -1.0)
+    winner = np.asarray(order)[np.argmax(score[order], axis=0)]        # group index per block
 
-    # Blocks per group, then drop empty groups and apply the cap.
+    # Blocks per group, then fold empty groups into their blocks' owners and apply the cap.
     owner = np.where(claimed.any(axis=0), winner, -1)                 # -1 = background
     counts = [int((owner == g).sum()) for g in range(len(groups))]
     alive = [g for g in range(len(groups)) if counts[g] > 0]
+    folded = {g: int(np.bincount(owner[claimed[g]]).argmax()) for g in range(len(groups))
+              if counts[g] == 0 and claimed[g].any()}
     has_background = bool((owner < 0).any())
     if max_groups == 1:
         return single_group(width, height, block_size)
@@ -329,4 +343,6 @@ def regions_to_group_mask(regions, width: int, height: int, block_size: int = 32
         target = names.index(OTHER)
         for g in extra:
             ids[owner == g] = target
-    return GroupMask(block_size, ids, names, labels)
+    merged = {groups[g][0]: (groups[into][0] if into in alive else OTHER) for g, into in folded.items()}
+    merged.update({groups[g][0]: OTHER for g in extra})
+    return GroupMask(block_size, ids, names, labels, merged)

@@ -179,7 +179,7 @@ class HttpSource:
     def _start_stream(self, response, end: int) -> None:
         length = response.headers.get("content-length")
         self._stream = response
-        self._iter = response.iter_bytes()
+        self._iter = response.iter_bytes(chunk_size=MIN_READ)     # consume only what the reads need
         self.size = int(length) if length and length.isdigit() else -1
         if self.size < 0:                            # no length given: the whole body it is
             self._read_stream(1 << 62)

@@ -189,7 +189,7 @@ def run(opt: TuneOptions) -> dict:
         torch.nn.utils.clip_grad_norm_(trained, 1.0)
         optimizer.step()
         step += 1
-        acc += (float(loss), float(bpp), float(mse))
+        acc += (loss.item(), bpp.item(), mse.item())
         if step % 100 == 0:
             rec = {"step": step, "time": round(elapsed + time.time() - start, 1), "lr": lr,
                    "loss": round(acc[0] / 100, 4), "bpp_y": round(acc[1] / 100, 4), "mse": acc[2] / 100}

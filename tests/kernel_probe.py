@@ -11,6 +11,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+# Kernel sets a decode must give the same integers under: torch's ATEN_CPU_CAPABILITY and oneDNN's
+# ONEDNN_MAX_CPU_ISA pick other vector kernels (a stand-in for a machine without AVX-512), and the
+# thread count changes how work is split. label -> (environment, threads).
+KERNEL_SETS = {
+    "native, 2 threads": ({}, 2),
+    "native, 1 thread": ({}, 1),
+    "AVX2 kernels": ({"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}, 2),
+    "no-vector kernels, SSE4.1 oneDNN": ({"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41"}, 1),
+}
+
 
 def main(argv=None) -> None:
     import numpy as np

@@ -295,8 +295,13 @@ def test_class_name_protects_every_instance(image):
     gm = GroupMask(gm.block_size, gm.ids, ["background", "person", "person#2"], ["background", "person", "person"])
     data = codec.encode(image, gm, 4.0, seal={"person": K1})
     assert [g["flags"] for g in codec.inspect(data)["groups"]][1:] == [["present", "sealed"]] * 2
-    with pytest.raises(SsicError, match="unknown group 'face'"):
-        codec.encode(image, gm, 4.0, seal={"face": K1})
+    said = []
+    data = codec.encode(image, gm, 4.0, seal={"face": K1}, warn=said.append)   # a batch must not stop here
+    assert "nothing to seal for 'face'" in said[0] and not any("sealed" in g["flags"] for g in codec.inspect(data)["groups"])
+    merged = GroupMask(gm.block_size, gm.ids, gm.names, gm.labels, {"face": "person#2"})
+    data = codec.encode(image, merged, 4.0, seal={"face": K1}, warn=said.append)
+    assert "'face' was merged into 'person#2'" in said[1]
+    assert [g["flags"] for g in codec.inspect(data)["groups"]] == [["present"], ["present"], ["present", "sealed"]]
     with pytest.raises(SsicError, match="given two different keys"):
         codec.encode(image, gm, 4.0, seal={"person": K1, "person#2": K2})
 
@@ -430,11 +435,12 @@ def test_cli_key_errors(labelled, capsys):
     assert code == 2 and "a key needs at least 16" in err
     code, _, err = run(capsys, *base, "--seal", "background")
     assert code == 1 and "needs a key" in err
-    code, _, err = run(capsys, *base, "--seal", "person", "--key-file", d / "k1.key")
-    assert code == 2 and "unknown group 'person'" in err
     code, _, err = run(capsys, *base, "--seal", "background", "--key-file", d / "k1.key", "--passphrase-env", "X")
     assert code == 1
     assert not (d / "x.ssb").exists()
+    code, _, err = run(capsys, *base, "--seal", "person", "--key-file", d / "k1.key")      # no person here
+    assert code == 0 and "nothing to seal for 'person'" in err and (d / "x.ssb").exists()
+    (d / "x.ssb").unlink()
     code, _, err = run(capsys, "decode", d / "img.png", "-o", d / "y.png", "--key-file", d / "missing.key")
     assert code == 2 and "no such file" in err
 

@@ -705,3 +705,66 @@ def test_label_map_that_is_a_photo_is_refused(tmp_path):
     Image.fromarray(rgb).save(tmp_path / "colour.png")
     with pytest.raises(SsicError, match="colour"):
         regions_from_label_map(tmp_path / "colour.png", None, 8, 8)
+
+
+# ------------------------------------------------------------ priority classes (what is sealed)
+
+def _small_person_on_a_car() -> list[Region]:
+    """A 96×64 car box; a 20×24 person mask overlapping its middle blocks (each of the person's
+    blocks is covered more by the car than by the person)."""
+    person = np.zeros((64, 96), bool)
+    person[20:44, 38:58] = True
+    return [Region("car", (0, 0, 96, 64), 0.9), Region("person", (38, 20, 58, 44), 0.8, person)]
+
+
+def test_a_region_whose_blocks_all_go_to_another_group_is_reported_not_dropped(monkeypatch):
+    gm = regions_to_group_mask(_small_person_on_a_car(), 96, 64, block_size=16)
+    assert "person" not in gm.names and gm.merged == {"person": "car"}
+    import ssic_cli.detect as det
+    monkeypatch.setattr(det, "detect_regions", lambda *a, **k: _small_person_on_a_car())
+    lines = []
+    build_group_mask(np.zeros((64, 96, 3), np.uint8), detector="saliency", block_size=16, log=lines.append)
+    assert "person merged into car" in lines[0]
+
+
+def test_priority_class_claims_every_block_it_touches_and_wins_conflicts():
+    regions = _small_person_on_a_car()
+    for coverage in (0.0, 0.5, 1.0):
+        gm = regions_to_group_mask(regions, 96, 64, block_size=16, coverage=coverage, priority={"person"})
+        groups = pixel_groups(gm, 96, 64)
+        person = gm.index_of("person")
+        assert (groups[regions[1].mask] == person).all() and not gm.merged
+        touched = mask_block_counts(regions[1].mask, 16) > 0
+        assert np.array_equal(gm.ids == person, touched)              # exactly the touched blocks
+
+
+@needs_coco
+@pytest.mark.parametrize("block_size", (16, 32))
+def test_sealing_person_leaves_no_annotated_person_pixel_visible(coco, block_size):
+    """Over every shared COCO image with a person: with `person` as a priority class (what
+    --seal person does), no annotated person pixel lies in a block of a non-person group, even
+    at coverage 0.5 and grouped by instance. The old rule (largest coverage wins) leaked."""
+    with_person = {a["image_id"] for a in coco["annotations"] if a["category_id"] == 1}
+    files = [im["file_name"] for im in coco["images"] if im["id"] in with_person]
+    visible = leaked_before = total = 0
+    for fn in files:
+        img, regions = coco_regions(coco, fn)
+        h, w = img.shape[:2]
+        person = np.zeros((h, w), bool)
+        for r in regions:
+            if r.label == "person":
+                person |= region_pixels(r, w, h)
+        total += int(person.sum())
+        for prio, coverage, group_by in ((None, 0.0, "instance"), ({"person"}, 0.5, "instance"),
+                                         ({"person"}, 0.0, "class")):
+            gm = regions_to_group_mask(regions, w, h, block_size=block_size, coverage=coverage, group_by=group_by,
+                                       priority=prio, max_groups=255)
+            labels = np.asarray(gm.labels)[pixel_groups(gm, w, h)]
+            shown = int((person & (labels != "person")).sum())
+            if prio:
+                visible += shown
+            else:
+                leaked_before += shown
+    assert len(files) >= 100 and total > 0
+    assert visible == 0
+    assert leaked_before > 0, "the old rule no longer leaks: this test would prove nothing"

@@ -19,18 +19,13 @@ from ssic_cli.errors import FormatError
 
 from .conftest import ROOT, crop, three_groups
 from .golden.make_golden import latent_digest
+from .kernel_probe import KERNEL_SETS
 
 GOLDEN = ROOT / "tests" / "golden"
 MANIFEST = json.loads((GOLDEN / "manifest.json").read_text())
 # The float pixel path (g_s) may round a few values differently under other kernels; measured
 # largest difference across the kernel sets below: 1 level (see README, "Portability").
 PIXEL_BOUND = 2
-KERNEL_SETS = {
-    "native, 2 threads": ({}, 2),
-    "native, 1 thread": ({}, 1),
-    "AVX2 kernels": ({"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}, 2),
-    "no-vector kernels, SSE4.1 oneDNN": ({"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41"}, 1),
-}
 
 
 def _golden(entry):

@@ -91,7 +91,7 @@ def build_group_mask(image_rgb: np.ndarray, *, detector: Optional[str] = None, m
                      weights=None, block_size: int = 32, coverage: float = 0.0,
                      group_by: str = "class", classes=None, min_score: float = 0.25,
                      max_groups: int = 32, log: Optional[Callable[[str], None]] = print_to_stderr,
-                     detector_options: Optional[dict] = None) -> GroupMask:
+                     detector_options: Optional[dict] = None, priority=None) -> GroupMask:
     """The group mask of an image, from the best source available.
 
     Sources, in order: user inputs (``mask_path`` + ``names_path`` label map, ``boxes_path``,
@@ -103,7 +103,8 @@ def build_group_mask(image_rgb: np.ndarray, *, detector: Optional[str] = None, m
     The ``grid`` detector is always grouped by instance (one group per tile).
 
     ``log`` (None = silent) receives one line saying where the regions came from and which
-    groups resulted. The remaining arguments are the policy's (``regions_to_group_mask``).
+    groups resulted (and which regions had to be folded into another group). ``priority``:
+    classes that claim every block they touch and win every conflict (what is sealed). The remaining arguments are the policy's (``regions_to_group_mask``).
     Raises ``SsicError`` for bad input and ``DetectorUnavailable`` for a named detector that
     cannot run here.
     """
@@ -153,8 +154,9 @@ def build_group_mask(image_rgb: np.ndarray, *, detector: Optional[str] = None, m
         group_by = "instance"
     gm = regions_to_group_mask(regions, width, height, block_size=block_size, coverage=coverage,
                                group_by=group_by, classes=classes, min_score=min_score,
-                               max_groups=max_groups)
+                               max_groups=max_groups, priority=priority)
     if log is not None:
+        folded = "".join(f"; {name} merged into {into} (its blocks went to {into})" for name, into in gm.merged.items())
         log(f"regions from {' + '.join(sources)}: {len(regions)} found -> "
-            f"{gm.num_groups} group{'s' * (gm.num_groups != 1)}: {', '.join(gm.names)}")
+            f"{gm.num_groups} group{'s' * (gm.num_groups != 1)}: {', '.join(gm.names)}{folded}")
     return gm
