@@ -12,7 +12,6 @@ the native 2-thread decode, and how far the float pixel path strays (largest dif
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -26,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rd_kodak import irregular_mask  # noqa: E402 - the RD benchmark's seeded masks
+from rd_kodak import irregular_mask, write_json  # noqa: E402 - the RD benchmark's seeded masks
 from tests.kernel_probe import KERNEL_SETS  # noqa: E402
 
 QUALITIES = (1.0, 4.0, 8.0)
@@ -82,8 +81,7 @@ def main(argv=None) -> int:
         print(f"| {r['kernels']} | {r['files']} | {r['groups']} | {'identical' if r['latents_identical'] else 'DIFFERENT'} "
               f"| {r['max_pixel_diff']} | {r['differing_values_pct']:.4f} % |")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.out, result)
     return 0
 
 

@@ -12,14 +12,15 @@ markdown table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from rd_kodak import write_json  # noqa: E402 - one JSON writer for the benchmarks
 from tests.http_servers import NginxServer  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "coco_000000005001"
@@ -60,8 +61,7 @@ def main(argv=None) -> int:
         print(f"| `{r['what']}` | {r.get('section_bytes', '–')} | {r['fetched_bytes']} | "
               f"{100 * r['fetched_bytes'] / len(data):.1f} % | {r['requests']} |")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.out, result)
     return 0
 
 

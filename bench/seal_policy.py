@@ -20,6 +20,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from rd_kodak import write_json  # noqa: E402 - one JSON writer for the benchmarks
 
 
 def main(argv=None) -> int:
@@ -71,8 +74,7 @@ def main(argv=None) -> int:
         print(f"| {r['block']} | {r['policy']} | {r['visible_pct']:.2f} % | {r['blocks']} | {r['file_bytes'] or '–'} "
               f"| {r['person_bytes'] or '–'} |")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"quality": args.quality, "rows": rows}, indent=2) + "\n")
+        write_json(args.out, {"quality": args.quality, "rows": rows})
     return 0
 
 
