@@ -64,8 +64,10 @@ class Raw:
         take("model_id", "s", take("model_id_len", "B"))
         take("weights_hash", "s", 16)
         take("quality", "I")
-        take("file_flags", "I")
+        tiled = take("file_flags", "I") & 1
         take("file_id", "s", 16)
+        if tiled:
+            take("tile_size", "H")
         self.count = take("group_count", "H")
         for g in range(self.count):
             take(f"g{g}.name", "s", take(f"g{g}.name_len", "B"))
@@ -328,7 +330,8 @@ def mutate(rng: random.Random, corpus: dict[str, bytes]) -> tuple[str, str, str,
 
 # ----- corpus and one case ---------------------------------------------------------------------------
 def build_corpus() -> dict[str, bytes]:
-    """Small real files: 3 groups (plain; person sealed + car scrambled), grayscale, extracted."""
+    """Small real files: 3 groups (plain; person sealed + car scrambled), grayscale, extracted,
+    tiled."""
     import numpy as np
     from PIL import Image
 
@@ -342,11 +345,18 @@ def build_corpus() -> dict[str, bytes]:
     gm = GroupMask(32, ids, ["background", "person", "car"], ["background", "person", "car"])
     k1, k2 = crypto.key_from_bytes(KEY1), crypto.key_from_bytes(KEY2)
     protected = codec.encode(rgb, gm, 3.0, seal={"person": k1}, scramble={"car": k2})
+    # Tiled (file flag TILED): 256×384 in tiles of 256 (cut at x = 128), the person across the cut.
+    wide = np.asarray(Image.open(ROOT / "examples" / "kodim23.png").convert("RGB"))[150:278, 200:584].copy()
+    wide_ids = np.zeros((4, 12), np.uint8)
+    wide_ids[1:3, 2:6] = 1
+    wide_ids[3, 8:] = 2
+    wide_gm = GroupMask(32, wide_ids, ["background", "person", "car"], ["background", "person", "car"])
     return {
         "plain": codec.encode(rgb, gm, 3.0),
         "protected": protected,
         "gray16": codec.encode(rgb[:, :64], single_group(64, 96, 16), 5.0, channels=1),
         "extracted": codec.extract(protected, ["person", "car"]),
+        "tiled": codec.encode(wide, wide_gm, 3.0, tile_size=256, seal={"person": k1}),
     }
 
 

@@ -251,19 +251,22 @@ def ssic_row(rgb: np.ndarray, q: float, name: str, group_mask=None) -> dict:
             "groups": group_mask.num_groups if group_mask is not None else 1}
 
 
-def run_ssic(images: dict[str, np.ndarray], masks: dict, qualities: list[float]) -> tuple[dict, dict]:
-    """ssic single-group and grouped at every quality: (curves, per-image rows)."""
+def run_ssic(images: dict[str, np.ndarray], masks: Optional[dict], qualities: list[float]) -> tuple[dict, dict]:
+    """ssic single-group and (unless ``masks`` is None) grouped at every quality: (curves, per-image rows)."""
     single, grouped = [], []
     for q in qualities:
         t0 = time.perf_counter()
         for name, rgb in images.items():
             single.append(ssic_row(rgb, q, name))
-            grouped.append(ssic_row(rgb, q, name, masks[name]))
+            if masks is not None:
+                grouped.append(ssic_row(rgb, q, name, masks[name]))
         last = [r for r in single if r["q"] == q]
         log(f"ssic q={q:g}: {np.mean([r['bpp'] for r in last]):.3f} bpp, "
             f"{np.mean([r['psnr'] for r in last]):.2f} dB ({time.perf_counter() - t0:.0f} s)")
-    curves = {"ssic": [mean_point(q, [r for r in single if r["q"] == q]) for q in qualities],
-              "ssic-grouped": [mean_point(q, [r for r in grouped if r["q"] == q]) for q in qualities]}
+    curves = {"ssic": [mean_point(q, [r for r in single if r["q"] == q]) for q in qualities]}
+    if masks is None:
+        return curves, {"ssic": single}
+    curves["ssic-grouped"] = [mean_point(q, [r for r in grouped if r["q"] == q]) for q in qualities]
     return curves, {"ssic": single, "ssic-grouped": grouped}
 
 
@@ -441,6 +444,8 @@ def parse_args(argv):
     ap.add_argument("--group-mask", choices=sorted(MASKS), default="irregular",
                     help="mask for the structuring cost: a seeded 3-5 group flood fill, or the "
                          "saliency detector's blobs (default: %(default)s)")
+    ap.add_argument("--single-only", action="store_true",
+                    help="ssic as one group only (no grouped run, no structuring cost): half the time")
     ap.add_argument("--seed", type=int, default=2023, help="seed of the irregular masks (default: %(default)s)")
     ap.add_argument("--published", default=DEFAULT_PUBLISHED,
                     help="curves from anchors/kodak_published_rd.json, comma-separated, '' for none "
@@ -478,7 +483,8 @@ def measure(args, files: list[Path]) -> dict:
         import torch
         torch.set_num_threads(args.threads)
         mask_fn = MASKS[args.group_mask]
-        masks = {name: mask_fn(rgb, i, args.seed) for i, (name, rgb) in enumerate(images.items())}
+        masks = None if args.single_only else {name: mask_fn(rgb, i, args.seed)
+                                               for i, (name, rgb) in enumerate(images.items())}
         meta["weights"] = weights_info()
         meta["group_mask_detail"] = (
             f"seeded flood fill (ssic_cli.train.random_group_blocks, seed [{args.seed}, image index]), "

@@ -66,13 +66,19 @@ def architecture(model_id: str) -> str:
     from ssic_cli.model import MODEL_CONFIGS
     c = MODEL_CONFIGS[model_id]
     refine = ", ".join(f"1/{s}" for s in c.refine_scales)
-    text = (f"`{model_id}`: GI Swin transform, stages {c.dims} ch at 1/2…1/16, token MLP at 1/2, GI Swin depths "
-            f"{c.depths[1:]} window {c.window} from 1/4")
+    stages = []
+    for scale, kind, dim, depth in zip((2, 4, 8, 16), c.kinds, c.dims, c.depths):
+        what = ("token MLP" if depth == 0 else f"{depth} GI Swin block(s), window {c.window}") if kind == "swin" \
+            else f"{depth} residual block(s) of group-masked dense 3×3 convs"
+        stages.append(f"1/{scale}: {dim} ch, {what}")
+    text = f"`{model_id}`: pixel-(un)shuffle + 1×1 resampling; " + "; ".join(stages)
+    if c.haar:
+        text += "; fixed Haar-wavelet shortcuts around every resampling stage"
     if refine:
         text += f"; group-masked depthwise 3×3 conv blocks after the {refine} synthesis stages"
     return text + (f"; per-group hyperprior ({c.hyper_latent}-ch z; analysis with 2 GI Swin blocks, synthesis "
-                   f"integer-exact: 1×1, 1×1, group-masked dense 3×3, 1×1); ChARM with {c.slices} slices, "
-                   "integer-exact 1×1 slice and LRP nets; variable rate by 8 learned gain vectors")
+                   f"integer-exact: 1×1, 1×1, group-masked dense 3×3, 1×1); ChARM with {c.slices} slices of M = "
+                   f"{c.latent}, integer-exact 1×1 slice and LRP nets; variable rate by 8 learned gain vectors")
 
 
 def tuning_row(card: dict) -> str:

@@ -144,6 +144,9 @@ Examples:
 @click.option("--key-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Key (raw bytes, at least 16) for --seal/--scramble groups given without their own.")
 @click.option("--passphrase-env", metavar="VAR", help="Environment variable holding a passphrase to use instead of --key-file.")
+@click.option("--tile", "tile_size", type=click.IntRange(0, 16384), metavar="PIXELS",
+              help="Code the image in tiles of at most PIXELS a side (a multiple of 128, or 0 for one tile). "
+              "Default: tiles of 1024 for images over 1.5 MP, which keeps memory under ~2 GB at any size.")
 @click.option("--weights", type=click.Path(path_type=Path), help="Codec weights (default: the shipped ones).")
 @click.option("-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True,
               help="Worker processes for a batch (one torch thread each).")
@@ -151,9 +154,15 @@ Examples:
 @click.option("-v", "--verbose", is_flag=True, help="Say more about each file.")
 def encode(inputs, output, out_dir, quality, mask_path, names_path, boxes_path, coco_path, detector,
            detector_weights, block_size, coverage, group_by, classes, priority_classes, min_score, max_groups, seal_specs,
-           scramble_specs, key_file, passphrase_env, weights, jobs, quiet, verbose):
+           scramble_specs, key_file, passphrase_env, tile_size, weights, jobs, quiet, verbose):
     """Compress images into .ssb files (``-``: standard input / output)."""
     rep = Reporter(quiet, verbose)
+    if tile_size is not None:
+        from .tiles import check_tile_size
+        try:
+            check_tile_size(tile_size, 1)
+        except SsicError as exc:
+            raise click.BadParameter(str(exc), param_hint="--tile") from None
     plan = _plan_outputs(inputs, output, out_dir, ".ssb")
     policy = _policy(mask_path, names_path, boxes_path, coco_path, detector, detector_weights, block_size, coverage,
                      group_by, classes, priority_classes, min_score, max_groups)
@@ -161,7 +170,8 @@ def encode(inputs, output, out_dir, quality, mask_path, names_path, boxes_path, 
                "scramble": _protection_keys(scramble_specs, key_file, passphrase_env, "--scramble")}
     # What is sealed or scrambled claims every block its pixels touch (see mask.regions_to_group_mask).
     policy["priority"] |= {name.split("#")[0] for kind in protect.values() for name in kind}
-    work = functools.partial(_encode_one, quality=quality, policy=policy, weights=weights, rep=rep, protect=protect)
+    work = functools.partial(_encode_one, quality=quality, policy=policy, weights=weights, rep=rep, protect=protect,
+                             tile_size=tile_size)
     _exit_for(_run_batch(plan, work, rep, jobs), allow_missing=True)
 
 
@@ -199,7 +209,7 @@ def _protection_keys(specs: tuple[str, ...], key_file, passphrase_env, option: s
 
 
 def _encode_one(src: Path, dst: Path, quality: float, policy: dict, weights, rep: Reporter,
-                protect: dict | None = None) -> int:
+                protect: dict | None = None, tile_size: int | None = None) -> int:
     from . import codec
     from .imageio import load_image, write_bytes_atomic
     img = load_image(src)
@@ -208,7 +218,7 @@ def _encode_one(src: Path, dst: Path, quality: float, policy: dict, weights, rep
     gm = _group_mask(img.rgb, src, policy, rep)
     protect = protect or {}
     data = codec.encode(img.rgb, gm, quality, channels=img.channels, weights=weights,
-                        seal=protect.get("seal"), scramble=protect.get("scramble"),
+                        seal=protect.get("seal"), scramble=protect.get("scramble"), tile_size=tile_size,
                         warn=lambda msg: rep.warn(f"{src}: {msg}"))
     write_bytes_atomic(data, dst)
     h, w = img.rgb.shape[:2]
@@ -411,7 +421,8 @@ def inspect(input, as_json):
         click.echo(json.dumps(info, indent=2))
         return
     click.echo(f"{input}: {info['width']}x{info['height']}, {info['channels']} channel(s), block {info['block_size']}, "
-               f"model {info['model_id']}/{info['weights_hash'][:8]}, quality {info['quality']:g}")
+               f"model {info['model_id']}/{info['weights_hash'][:8]}, quality {info['quality']:g}"
+               + (f", tiles of {info['tile_size']}" if info["tile_size"] else ""))
     click.echo(f"{info['total_bytes']} bytes ({info['header_bytes']} header), {info['bpp']:.4f} bpp"
                + (f"; fetched {info['transfer']['fetched_bytes']} bytes to read this" if "transfer" in info else ""))
     click.echo(f"{'group':<20} {'class':<14} {'blocks':>7} {'bytes':>9}  {'bbox':<22} flags")
@@ -549,6 +560,10 @@ Examples:
               help="Step at which the learning rate drops 10x (repeatable), e.g. near the end of a run.")
 @click.option("--max-steps", type=int, default=10**9)
 @click.option("--hours", type=float, default=1e9, help="Wall-clock budget of this invocation.")
+@click.option("--cpu-hours", type=click.FloatRange(min=0, min_open=True), default=1e9,
+              help="CPU-time budget of the whole run, resumes included (process CPU time, all threads).")
+@click.option("--decay-fraction", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Drop the learning rate 10x over this last fraction of --cpu-hours.")
 @click.option("--checkpoint-minutes", type=float, default=8.0, show_default=True)
 @click.option("--eval-dir", type=click.Path(file_okay=False, path_type=Path), help="Images for periodic real-bitstream evaluation.")
 @click.option("--eval-minutes", type=float, default=30.0, show_default=True)
@@ -563,8 +578,8 @@ Examples:
 @click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Instead of training: write the run's weights (tables frozen) into this folder.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(data, out, model_id, crop, batch, lr, lr_drops, max_steps, hours, checkpoint_minutes, eval_dir, eval_minutes, log_every, init,
-          threads, precision, seed, export_dir, quiet):
+def train(data, out, model_id, crop, batch, lr, lr_drops, max_steps, hours, cpu_hours, decay_fraction, checkpoint_minutes,
+          eval_dir, eval_minutes, log_every, init, threads, precision, seed, export_dir, quiet):
     """Train (or resume training) the codec; one run serves every quality."""
     if export_dir:
         from .weights import export_from_checkpoint
@@ -580,7 +595,7 @@ def train(data, out, model_id, crop, batch, lr, lr_drops, max_steps, hours, chec
         raise click.UsageError(f"unknown --model {model_id!r} (known: {', '.join(sorted(MODEL_CONFIGS))})")
     from .train import TrainOptions, run
     run(TrainOptions(data=data, out=out, model_id=model_id, crop=crop, batch=batch, lr=lr, lr_drops=tuple(sorted(lr_drops)), max_steps=max_steps, max_hours=hours,
-                     checkpoint_minutes=checkpoint_minutes, eval_dir=eval_dir, eval_minutes=eval_minutes,
+                     max_cpu_hours=cpu_hours, decay_fraction=decay_fraction, checkpoint_minutes=checkpoint_minutes, eval_dir=eval_dir, eval_minutes=eval_minutes,
                      log_every=log_every, init=init, threads=threads, precision=precision, seed=seed,
                      progress=not quiet))
 

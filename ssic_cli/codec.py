@@ -23,7 +23,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import container, crypto
+import struct
+
+from . import container, crypto, tiles
 from .coding import SectionDecoder, SectionEncoder
 from .errors import FormatError, SsicError, UndecodableError, WeightsMismatchError
 from .imageio import default_max_pixels
@@ -36,13 +38,26 @@ from .weights import LoadedModel, load_weights
 BACKGROUNDS = {"transparent": None, "gray": 128, "black": 0, "white": 255}
 
 
-def check_pixel_budget(width: int, height: int, max_pixels: Optional[int]) -> None:
+# Memory grows ~0.4 GB per megapixel of the largest tile (the transforms) and ~20 bytes per
+# image pixel (whole-image buffers) on top of ~1 GB (measured: a 24 MP image in 1024² tiles took
+# 1.3 GB to encode or decode; untiled, 9.7 GB). An untiled image (or a tile) over this many pixels
+# is refused: only a file forged or made with --tile 0 / a huge --tile asks for it.
+MAX_TILE_PIXELS = 25_000_000
+
+
+def check_pixel_budget(width: int, height: int, max_pixels: Optional[int], tile_size: int = 0) -> None:
     """Refuse work that would not fit in memory, before any allocation (see imageio)."""
     limit = default_max_pixels() if max_pixels is None else max_pixels
-    if width * height > limit:
-        raise SsicError(f"image is {width}×{height} = {width * height / 1e6:.1f} MP, over the limit of "
-                        f"{limit / 1e6:g} MP (~{0.9 + 0.4 * width * height / 1e6:.0f} GB of memory would be needed); "
-                        "raise it with SSIC_MAX_PIXELS")
+    pixels = width * height
+    tile_pixels = min(pixels, tile_size * tile_size) if tile_size else pixels
+    need = 1.0 + 0.4 * tile_pixels / 1e6 + 20 * pixels / 1e9
+    if pixels > limit:
+        raise SsicError(f"image is {width}×{height} = {pixels / 1e6:.1f} MP, over the limit of "
+                        f"{limit / 1e6:g} MP (~{need:.0f} GB of memory would be needed); raise it with SSIC_MAX_PIXELS")
+    if tile_pixels > MAX_TILE_PIXELS:
+        raise SsicError(f"image is {width}×{height} coded {'in tiles of ' + str(tile_size) if tile_size else 'untiled'}: "
+                        f"{tile_pixels / 1e6:.1f} MP at once, over the limit of {MAX_TILE_PIXELS / 1e6:g} MP "
+                        f"(~{need:.0f} GB of memory would be needed); use tiles of at most 4096")
 
 
 # ----- geometry ------------------------------------------------------------------------------
@@ -54,6 +69,7 @@ class Canvas:
     height: int
     block_size: int
     align: int
+    crop_align: int = 0         # crops' grid (0: ``align``); finer when the decoder has no windows
 
     @property
     def size(self) -> tuple[int, int]:
@@ -72,15 +88,20 @@ class Canvas:
         return torch.from_numpy(keys)[None]
 
     def group_crop(self, ids: np.ndarray, group: int) -> tuple[int, int, int, int]:
-        """(y0, x0, y1, x1) in canvas pixels: the group's blocks, widened to the alignment."""
+        """(y0, x0, y1, x1) in canvas pixels: the group's blocks, widened to the crop grid."""
         rows, cols = np.nonzero(ids == group)
-        b, a = self.block_size, self.align
+        b, a = self.block_size, self.crop_align or self.align
         hc, wc = self.size
         y0 = rows.min() * b // a * a
         x0 = cols.min() * b // a * a
         y1 = min(-(-(rows.max() + 1) * b // a) * a, hc)
         x1 = min(-(-(cols.max() + 1) * b // a) * a, wc)
         return int(y0), int(x0), int(y1), int(x1)
+
+
+def model_canvas(lm: LoadedModel, width: int, height: int, block_size: int) -> Canvas:
+    c = lm.model.config
+    return Canvas(width, height, block_size, c.alignment, c.crop_alignment)
 
 
 def _pad_image(rgb: np.ndarray, canvas: Canvas, grid: tuple[int, int]) -> torch.Tensor:
@@ -157,15 +178,18 @@ def _y_hat(q64: torch.Tensor, gains: em.FixedGains) -> torch.Tensor:
 def encode(rgb: np.ndarray, group_mask: GroupMask, quality: float = 4.0, *, channels: int = 3,
            weights=None, seal: Optional[dict[str, crypto.KeyMaterial]] = None,
            scramble: Optional[dict[str, crypto.KeyMaterial]] = None, max_pixels: Optional[int] = None,
-           warn: Callable[[str], None] = lambda msg: None) -> bytes:
+           tile_size: Optional[int] = None, warn: Callable[[str], None] = lambda msg: None) -> bytes:
     """Compress an (H, W, 3) uint8 image into .ssb bytes, one section per group.
 
     ``seal`` / ``scramble`` map group names or classes to the key that seals (AES-256-GCM of the
     section) or scrambles (keyed shuffle of its latents) those groups; see ``crypto`` and
     ``docs/SECURITY.md``. A name this image has no group for is not an error (a batch that seals
     people must not stop at a photo without any): ``warn`` is told, and nothing is sealed for it.
+
+    ``tile_size``: code the image in tiles of at most this many pixels a side (a multiple of 128;
+    0: one tile); by default images over 1.5 MP are tiled at 1024, which bounds memory (see
+    ``tiles``).
     """
-    check_pixel_budget(rgb.shape[1], rgb.shape[0], max_pixels)
     seal_keys = _protection_plan(group_mask, seal, "seal", warn)
     scramble_keys = _protection_plan(group_mask, scramble, "scramble", warn)
     lm = load_weights(weights)
@@ -173,15 +197,19 @@ def encode(rgb: np.ndarray, group_mask: GroupMask, quality: float = 4.0, *, chan
     if not em.QUALITY_MIN <= quality <= em.QUALITY_MAX:
         raise SsicError(f"quality must be between {em.QUALITY_MIN:g} and {em.QUALITY_MAX:g}, got {quality:g}")
     h, w = rgb.shape[:2]
-    canvas = Canvas(w, h, group_mask.block_size, lm.model.config.alignment)
+    canvas = model_canvas(lm, w, h, group_mask.block_size)
     ids = group_mask.ids
     if ids.shape != (-(-h // canvas.block_size), -(-w // canvas.block_size)):
         raise SsicError("group mask does not match the image size")
+    tile_size = tiles.default_tile_size(*canvas.size) if tile_size is None else int(tile_size)
+    tiles.check_tile_size(tile_size, canvas.align)
+    check_pixel_budget(w, h, max_pixels, tile_size)
+    header = container.header_from_mask(w, h, channels, group_mask, lm.model_id, lm.weights_hash, quality,
+                                        tile_size=tile_size)      # checks the tile size first
     scrambled = {g: crypto.new_scramble(key) for g, key in scramble_keys.items()}
     with torch.inference_mode():
-        sections = _encode_sections(lm, rgb, ids, canvas, quality, group_mask.num_groups,
-                                    {g: perm_key for g, (_, perm_key) in scrambled.items()})
-    header = container.header_from_mask(w, h, channels, group_mask, lm.model_id, lm.weights_hash, quality)
+        sections = _encode_tiles(lm, rgb, ids, canvas, quality, group_mask.num_groups,
+                                 {g: perm_key for g, (_, perm_key) in scrambled.items()}, tile_size)
     if seal_keys or scrambled:
         sections = crypto.protect_sections(header, sections, seal_keys,
                                            {g: params for g, (params, _) in scrambled.items()})
@@ -210,9 +238,51 @@ def _protection_plan(group_mask: GroupMask, keys: Optional[dict], verb: str,
     return plan
 
 
+@dataclass(frozen=True)
+class TileView:
+    """One tile as the codec sees it: an image of its own (``canvas``, ``block_ids``) at
+    ``origin`` (y, x) of the full canvas; ``tag`` names its scramble streams."""
+
+    index: int
+    origin: tuple[int, int]
+    canvas: Canvas
+    block_ids: np.ndarray
+    tag: bytes
+
+
+def tile_views(canvas: Canvas, ids: np.ndarray, tile_size: int) -> list[TileView]:
+    b = canvas.block_size
+    if tile_size % canvas.align:
+        raise FormatError(f"tile size {tile_size} does not fit this model's {canvas.align}-pixel grid")
+    views = []
+    for t, (y0, x0, y1, x1) in enumerate(tiles.tile_grid(*canvas.size, tile_size)):
+        sub = Canvas(min(x1, canvas.width) - x0, min(y1, canvas.height) - y0, b, canvas.align, canvas.crop_align)
+        # An untiled file keeps the scramble streams of version 2 ("z", "y"); tile t adds u32 t.
+        tag = struct.pack("<I", t) if tile_size else b""
+        views.append(TileView(t, (y0, x0), sub, ids[y0 // b:y1 // b, x0 // b:x1 // b], tag))
+    return views
+
+
+def _encode_tiles(lm, rgb, ids, canvas: Canvas, quality: float, num_groups: int,
+                  perm_keys: dict[int, bytes], tile_size: int) -> list[Optional[bytes]]:
+    """Each tile coded as an image of its own; a group's section joins its tiles' parts."""
+    parts: list[list[bytes]] = [[] for _ in range(num_groups)]
+    for view in tile_views(canvas, ids, tile_size):
+        y0, x0 = view.origin
+        rgb_tile = rgb[y0:y0 + view.canvas.height, x0:x0 + view.canvas.width]
+        coded = _encode_sections(lm, rgb_tile, view.block_ids, view.canvas, quality, num_groups, perm_keys, view.tag)
+        for g, section in enumerate(coded):
+            if section is not None:
+                parts[g].append(section)
+    if not tile_size:
+        return [p[0] if p else None for p in parts]
+    return [tiles.join_parts(p) if p else None for p in parts]
+
+
 def _encode_sections(lm, rgb, ids, canvas: Canvas, quality: float, num_groups: int,
-                     perm_keys: Optional[dict[int, bytes]] = None) -> list[Optional[bytes]]:
-    """One rANS section per group; groups in ``perm_keys`` are coded scrambled under their key."""
+                     perm_keys: Optional[dict[int, bytes]] = None, tag: bytes = b"") -> list[Optional[bytes]]:
+    """One rANS stream per group of one tile; groups in ``perm_keys`` are coded scrambled under
+    their key (streams named with ``tag``)."""
     model, tables = lm.model, _tables(lm)
     b = canvas.block_size
     keys = canvas.block_keys(ids)
@@ -232,7 +302,7 @@ def _encode_sections(lm, rgb, ids, canvas: Canvas, quality: float, num_groups: i
         in_g = in_g_full[:, y0:y1, x0:x1]
         perm_key = (perm_keys or {}).get(g)
         enc = SectionEncoder()
-        z_int = _code_hyper(tables, z, touched(in_g), enc, perm_key)
+        z_int = _code_hyper(tables, z, touched(in_g), enc, perm_key, tag)
         hyper = model.group_hyper_exact(z_int, in_g)
         y_crop = y_s[:, y0:y1, x0:x1]
         ms = model.config.latent // model.config.slices
@@ -249,13 +319,13 @@ def _encode_sections(lm, rgb, ids, canvas: Canvas, quality: float, num_groups: i
 
         _latent_slices(lm, hyper, in_g, gains, take)
         if perm_key is not None:
-            _code_scrambled_latents(enc, torch.cat(held, dim=1).numpy(), perm_key)
+            _code_scrambled_latents(enc, torch.cat(held, dim=1).numpy(), perm_key, tag)
         sections.append(enc.finish())
     return sections
 
 
 def _code_hyper(tables: HyperTables, z: torch.Tensor, where: torch.Tensor, enc: SectionEncoder,
-                perm_key: Optional[bytes] = None) -> torch.Tensor:
+                perm_key: Optional[bytes] = None, tag: bytes = b"") -> torch.Tensor:
     """Quantise z at the touched positions, code it, and return ẑ − median as integers (zero
     elsewhere): what h_s reads. With ``perm_key`` each channel's symbols are coded in a
     key-shuffled order (the tables are the same at every position, so this costs no bits)."""
@@ -268,7 +338,7 @@ def _code_hyper(tables: HyperTables, z: torch.Tensor, where: torch.Tensor, enc: 
         syms[:, c] = sym
         out[:, c] = sym + tables.offsets[c]
     if perm_key is not None:
-        syms = crypto.scramble_columns(syms, crypto.permutations(perm_key, b"z", *syms.shape))
+        syms = crypto.scramble_columns(syms, crypto.permutations(perm_key, b"z" + tag, *syms.shape))
     for c, pmf in enumerate(tables.pmfs):
         enc.add_categorical(syms[:, c], pmf)
     z_int[where] = torch.from_numpy(out)
@@ -276,7 +346,7 @@ def _code_hyper(tables: HyperTables, z: torch.Tensor, where: torch.Tensor, enc: 
 
 
 def _decode_hyper(tables: HyperTables, shape, where: torch.Tensor, dec: SectionDecoder,
-                  perm_key: Optional[bytes] = None) -> torch.Tensor:
+                  perm_key: Optional[bytes] = None, tag: bytes = b"") -> torch.Tensor:
     """ẑ − median (int64) at the touched positions, zero elsewhere; ``perm_key`` undoes a
     scrambled group's shuffle."""
     z_int = torch.zeros(shape, dtype=torch.int64)
@@ -285,7 +355,7 @@ def _decode_hyper(tables: HyperTables, shape, where: torch.Tensor, dec: SectionD
     for c, pmf in enumerate(tables.pmfs):
         syms[:, c] = dec.categorical(count, pmf)
     if perm_key is not None:
-        syms = crypto.unscramble_columns(syms, crypto.permutations(perm_key, b"z", *syms.shape))
+        syms = crypto.unscramble_columns(syms, crypto.permutations(perm_key, b"z" + tag, *syms.shape))
     z_int[where] = torch.from_numpy(syms + tables.offsets[None, :])
     return z_int
 
@@ -299,22 +369,22 @@ def _decode_hyper(tables: HyperTables, shape, where: torch.Tensor, dec: SectionD
 # Without the key the decoder reads valid symbols in shuffled order and shows noise; with it,
 # it unshuffles and runs the usual ChARM chain, which restores ŷ exactly. The cost is the
 # hyperprior/ChARM gain on that group's latents (docs/SECURITY.md has measurements).
-def _code_scrambled_latents(enc: SectionEncoder, symbols: np.ndarray, perm_key: bytes) -> None:
+def _code_scrambled_latents(enc: SectionEncoder, symbols: np.ndarray, perm_key: bytes, tag: bytes = b"") -> None:
     """symbols: (P, M) int32 in position order; coded shuffled under ``perm_key``."""
-    coded = crypto.scramble_columns(symbols, crypto.permutations(perm_key, b"y", *symbols.shape))
+    coded = crypto.scramble_columns(symbols, crypto.permutations(perm_key, b"y" + tag, *symbols.shape))
     scales = _channel_scale_indexes(coded)
     enc.add_categorical(scales, np.ones(len(em.SCALE_TABLE)))
     enc.add_gaussian(coded, np.broadcast_to(scales, coded.shape))
 
 
 def _decode_scrambled_latents(dec: SectionDecoder, positions: int, channels: int,
-                              perm_key: Optional[bytes]) -> np.ndarray:
+                              perm_key: Optional[bytes], tag: bytes = b"") -> np.ndarray:
     """(P, M) symbols, in position order with ``perm_key``, else as shuffled."""
     scales = dec.categorical(channels, np.ones(len(em.SCALE_TABLE)))
     coded = dec.gaussian(np.broadcast_to(scales, (positions, channels))).reshape(positions, channels)
     if perm_key is None:
         return coded
-    return crypto.unscramble_columns(coded, crypto.permutations(perm_key, b"y", positions, channels))
+    return crypto.unscramble_columns(coded, crypto.permutations(perm_key, b"y" + tag, positions, channels))
 
 
 def _channel_scale_indexes(symbols: np.ndarray) -> np.ndarray:
@@ -351,13 +421,13 @@ def decode(data, groups: Optional[list[str]] = None, *, background: str = "trans
     as it is, scrambled (``scrambled``)."""
     ssb = data if isinstance(data, container.SsbFile) else container.read_ssb(data)
     hdr = ssb.header
-    check_pixel_budget(hdr.width, hdr.height, max_pixels)
+    check_pixel_budget(hdr.width, hdr.height, max_pixels, hdr.tile_size)
     if background not in BACKGROUNDS:
         raise SsicError(f"background must be one of {', '.join(BACKGROUNDS)}")
     wanted = _select_groups(hdr, groups)
     lm = _matching_weights(hdr, weights)
     ssb.prefetch(wanted)
-    canvas = Canvas(hdr.width, hdr.height, hdr.block_size, lm.model.config.alignment)
+    canvas = model_canvas(lm, hdr.width, hdr.height, hdr.block_size)
     hc, wc = canvas.size
     pixels = np.zeros((hc, wc, 3), np.uint8)
     alpha = np.zeros((hc, wc), bool)
@@ -373,9 +443,9 @@ def decode(data, groups: Optional[list[str]] = None, *, background: str = "trans
             continue
         try:
             opened = crypto.open_section(hdr, g, ssb.section(g), keyring)
-            with torch.inference_mode():
-                crop, box = _decode_group(lm, canvas, hdr.block_ids, g, opened.data, gains,
-                                          opened.scrambled, opened.perm_key)
+            with torch.inference_mode():     # every tile part first: a group is whole or lost
+                pieces = [_decode_group(lm, view, g, part, gains, opened.scrambled, opened.perm_key)
+                          for view, part in _group_parts(hdr, canvas, g, opened.data)]
         except crypto.KeyRequiredError as exc:
             result.unavailable.append(name)
             warn(f"{exc}; left empty")
@@ -399,10 +469,10 @@ def decode(data, groups: Optional[list[str]] = None, *, background: str = "trans
                 warn(f"wrong key for group {name!r}{_tried(keyring, 'unscrambles')}; it is shown scrambled")
             else:
                 warn(f"group {name!r} is scrambled and no key was given; it is shown scrambled")
-        y0, x0, y1, x1 = box
-        sel = block_pixels[y0:y1, x0:x1] == g
-        pixels[y0:y1, x0:x1][sel] = crop[sel]
-        alpha[y0:y1, x0:x1] |= sel
+        for crop, (y0, x0, y1, x1) in pieces:
+            sel = block_pixels[y0:y1, x0:x1] == g
+            pixels[y0:y1, x0:x1][sel] = crop[sel]
+            alpha[y0:y1, x0:x1] |= sel
         result.decoded.append(name)
     result.image = _compose(pixels[: hdr.height, : hdr.width], alpha[: hdr.height, : hdr.width], hdr.channels,
                             background, complete=len(result.decoded) == len(hdr.groups))
@@ -412,13 +482,14 @@ def decode(data, groups: Optional[list[str]] = None, *, background: str = "trans
 def decode_latents(data: bytes | container.SsbFile, *, weights=None,
                    keys: Optional[list[crypto.KeyMaterial]] = None) -> dict[str, np.ndarray]:
     """The integer ŷ_s (units of 1/64 quantisation step, int64, shape (h/16, w/16, M) of the
-    group's crop) of every group that decodes: everything the entropy decoder and the integer
-    parameter path produce, before the float pixel path. Identical on every machine for a
-    given file and weights; the golden-file and cross-kernel tests compare these."""
+    group's crop; of a tiled file, every part's positions × M, concatenated in tile order) of
+    every group that decodes: everything the entropy decoder and the integer parameter path
+    produce, before the float pixel path. Identical on every machine for a given file and
+    weights; the golden-file and cross-kernel tests compare these."""
     ssb = data if isinstance(data, container.SsbFile) else container.read_ssb(data)
     hdr = ssb.header
     lm = _matching_weights(hdr, weights)
-    canvas = Canvas(hdr.width, hdr.height, hdr.block_size, lm.model.config.alignment)
+    canvas = model_canvas(lm, hdr.width, hdr.height, hdr.block_size)
     gains = lm.model.fixed_gains(hdr.quality)
     keyring = crypto.Keyring(keys or [])
     out = {}
@@ -430,10 +501,20 @@ def decode_latents(data: bytes | container.SsbFile, *, weights=None,
         except (crypto.KeyRequiredError, crypto.WrongKeyError):
             continue
         with torch.inference_mode():
-            q64, _, _ = _decode_group_latents(lm, canvas, hdr.block_ids, g, opened.data, gains,
-                                              opened.scrambled, opened.perm_key)
-        out[group.name] = q64[0].numpy()
+            parts = [_decode_group_latents(lm, view, g, part, gains, opened.scrambled, opened.perm_key)[0][0].numpy()
+                     for view, part in _group_parts(hdr, canvas, g, opened.data)]
+        out[group.name] = parts[0] if not hdr.tile_size else np.concatenate(
+            [q.reshape(-1, q.shape[-1]) for q in parts])
     return out
+
+
+def _group_parts(hdr: container.SsbHeader, canvas: Canvas, g: int, section: bytes) -> list[tuple[TileView, bytes]]:
+    """The tiles group g touches, each with its part of the section (one part when untiled)."""
+    views = tile_views(canvas, hdr.block_ids, hdr.tile_size)
+    if not hdr.tile_size:
+        return [(views[0], section)]
+    mine = [v for v in views if (v.block_ids == g).any()]
+    return list(zip(mine, tiles.split_parts(section, len(mine))))
 
 
 def _tried(keyring: "crypto.Keyring", verb: str) -> str:
@@ -461,21 +542,24 @@ def _padded_ids(ids: np.ndarray, canvas: Canvas) -> np.ndarray:
     return out
 
 
-def _decode_group(lm: LoadedModel, canvas: Canvas, ids: np.ndarray, g: int, section: bytes,
+def _decode_group(lm: LoadedModel, view: TileView, g: int, section: bytes,
                   gains: em.FixedGains, scrambled: bool = False, perm_key: Optional[bytes] = None):
-    """Pixels (h, w, 3) uint8 of the group's crop and the crop box in canvas pixels.
+    """Pixels (h, w, 3) uint8 of the group's crop in one tile and the crop box in canvas pixels.
     A scrambled section decodes in shuffled order unless ``perm_key`` is given."""
-    q64, keys, box = _decode_group_latents(lm, canvas, ids, g, section, gains, scrambled, perm_key)
-    x_hat = lm.model.g_s(_y_hat(q64, gains), keys, canvas.block_size)[0]
+    q64, keys, (y0, x0, y1, x1) = _decode_group_latents(lm, view, g, section, gains, scrambled, perm_key)
+    x_hat = lm.model.g_s(_y_hat(q64, gains), keys, view.canvas.block_size)[0]
     crop = (x_hat.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-    return crop, box
+    oy, ox = view.origin
+    return crop, (y0 + oy, x0 + ox, y1 + oy, x1 + ox)
 
 
-def _decode_group_latents(lm: LoadedModel, canvas: Canvas, ids: np.ndarray, g: int, section: bytes,
+def _decode_group_latents(lm: LoadedModel, view: TileView, g: int, section: bytes,
                           gains: em.FixedGains, scrambled: bool = False, perm_key: Optional[bytes] = None):
-    """ŷ_s of the group's crop (1, h/16, w/16, M) int64 in units of 1/64 step, its block keys
-    and its crop box. Raises ``UndecodableError`` when an intact section does not decode."""
+    """ŷ_s of the group's crop in one tile (1, h/16, w/16, M) int64 in units of 1/64 step, its
+    block keys and its crop box in the tile. Raises ``UndecodableError`` when an intact section
+    (part) does not decode."""
     model = lm.model
+    canvas, ids = view.canvas, view.block_ids
     b = canvas.block_size
     y0, x0, y1, x1 = canvas.group_crop(ids, g)
     keys = canvas.block_keys(ids, only=g)[:, y0 // b:y1 // b, x0 // b:x1 // b]
@@ -483,11 +567,11 @@ def _decode_group_latents(lm: LoadedModel, canvas: Canvas, ids: np.ndarray, g: i
     dec = SectionDecoder(section)
     where = touched(in_g)
     z_int = _decode_hyper(_tables(lm), (1, *where.shape[1:], model.config.hyper_latent), where, dec,
-                          perm_key if scrambled else None)
+                          perm_key if scrambled else None, view.tag)
     hyper = model.group_hyper_exact(z_int, in_g)
     ms = model.config.latent // model.config.slices
     if scrambled:
-        symbols = _decode_scrambled_latents(dec, int(in_g.sum()), model.config.latent, perm_key)
+        symbols = _decode_scrambled_latents(dec, int(in_g.sum()), model.config.latent, perm_key, view.tag)
 
         def take(i, mu, idx):
             return torch.from_numpy(symbols[:, i * ms:(i + 1) * ms].astype(np.int64))

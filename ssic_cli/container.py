@@ -48,6 +48,12 @@ _RETIRED_VERSIONS = {
        "encoder's; decode it with ssic 0.1.x or re-encode the source",
 }
 FLAG_PRESENT, FLAG_SEALED, FLAG_SCRAMBLED = 1, 2, 4
+# File flags. TILED: the image was coded in tiles of at most ``tile_size`` pixels (a u16 after
+# the file id says how large); each group's section holds one part per tile it touches.
+FILE_TILED = 1
+KNOWN_FILE_FLAGS = FILE_TILED
+TILE_ALIGN = 128                    # tile sides are multiples of this (the model's window grid)
+TILE_RANGE = (256, 16384)
 KNOWN_GROUP_FLAGS = FLAG_PRESENT | FLAG_SEALED | FLAG_SCRAMBLED
 CHANNELS = (1, 3)
 QUALITY_RANGE = (1.0, 8.0)
@@ -131,6 +137,8 @@ class SsbHeader:
     # Random per file (version 2): sealed sections are bound to it, so two files with otherwise
     # identical headers cannot swap sealed sections unnoticed; ``extract`` keeps it.
     file_id: bytes = field(default_factory=lambda: secrets.token_bytes(FILE_ID_BYTES))
+    # Largest tile side in pixels; 0 = the image is one tile (see ``docs/FORMAT.md``, *Tiles*).
+    tile_size: int = 0
 
     def __post_init__(self):
         self.weights_hash = bytes(self.weights_hash)
@@ -142,7 +150,7 @@ class SsbHeader:
         if not isinstance(other, SsbHeader):
             return NotImplemented
         scalars = ("width", "height", "block_size", "channels", "model_id", "weights_hash",
-                   "quality", "groups", "file_id")
+                   "quality", "groups", "file_id", "tile_size")
         return (all(getattr(self, k) == getattr(other, k) for k in scalars)
                 and self.block_ids.shape == other.block_ids.shape
                 and bool(np.array_equal(self.block_ids, other.block_ids)))
@@ -219,7 +227,7 @@ class SsbFile:
 
 
 def header_from_mask(width: int, height: int, channels: int, gm: GroupMask, model_id: str,
-                     weights_hash: bytes, quality: float) -> SsbHeader:
+                     weights_hash: bytes, quality: float, tile_size: int = 0) -> SsbHeader:
     """A header whose bboxes (pixels) and block counts come from ``gm``; every group present.
 
     >>> from ssic_cli.mask import single_group
@@ -234,7 +242,7 @@ def header_from_mask(width: int, height: int, channels: int, gm: GroupMask, mode
     groups = [GroupEntry(name, gm.labels[i], gm.bbox_pixels(i, width, height), gm.block_count(i))
               for i, name in enumerate(gm.names)]
     return SsbHeader(width, height, gm.block_size, channels, model_id, weights_hash, quality,
-                     groups, gm.ids.copy())
+                     groups, gm.ids.copy(), tile_size=tile_size)
 
 
 def dump_ssb(header: SsbHeader, sections: Sequence[Optional[bytes]]) -> bytes:
@@ -255,7 +263,9 @@ def dump_ssb(header: SsbHeader, sections: Sequence[Optional[bytes]]) -> bytes:
     head = bytearray(_PREAMBLE.pack(MAGIC, VERSION))
     head += _IMAGE.pack(header.width, header.height, header.block_size, header.channels)
     head += _pack_text(header.model_id)
-    head += _CODING.pack(header.weights_hash, header.quality, 0, header.file_id)
+    head += _CODING.pack(header.weights_hash, header.quality, FILE_TILED if header.tile_size else 0, header.file_id)
+    if header.tile_size:
+        head += _U16.pack(header.tile_size)
     head += _U16.pack(len(header.groups))
     for g, data in zip(header.groups, sections):
         flags = (g.flags & ~FLAG_PRESENT) | (FLAG_PRESENT if data is not None else 0)
@@ -422,6 +432,7 @@ def describe(ssb: SsbFile) -> dict:
         "weights_hash": h.weights_hash.hex(),
         "quality": h.quality,
         "file_id": h.file_id.hex(),
+        "tile_size": h.tile_size,
         "total_bytes": ssb.file_size,
         "header_bytes": ssb.header_size,
         "bpp": ssb.file_size * 8 / (h.width * h.height),
@@ -448,6 +459,7 @@ def _parse(src, max_pixels: int) -> SsbFile:
     width, height, block_size, channels = cur.unpack(_IMAGE)
     model_id = cur.blob(_U8, MAX_TEXT_BYTES, "model id")
     weights_hash, quality, file_flags, file_id = cur.unpack(_CODING)
+    (tile_size,) = cur.unpack(_U16) if file_flags & FILE_TILED else (0,)
     (count,) = cur.unpack(_U16)
     if not 1 <= count <= MAX_GROUPS:
         raise FormatError(f"group count {count} is out of range (1..{MAX_GROUPS})")
@@ -460,9 +472,11 @@ def _parse(src, max_pixels: int) -> SsbFile:
     if src.crc(0, crc_at) != stored_crc:
         raise FormatError("header checksum mismatch: the file is damaged")
 
-    if file_flags:
+    if file_flags & ~KNOWN_FILE_FLAGS:
         raise FormatError(f"file uses features this ssic does not know (file flags "
                           f"0x{file_flags:08x}); a newer ssic may read it")
+    if file_flags & FILE_TILED and not tile_size:
+        raise FormatError("tiled file with a tile size of 0")
     _check_image(width, height, block_size, channels, max_pixels)
     rows, cols = grid_shape(width, height, block_size)
     if mask_len > rows * cols + (rows * cols >> 8) + 64:    # more than zlib could ever need
@@ -471,7 +485,7 @@ def _parse(src, max_pixels: int) -> SsbFile:
     ids = decode_block_ids(src.read(mask_at, mask_len), rows, cols, count)
     header = SsbHeader(width, height, block_size, channels, _decode_text(model_id, "model id"),
                        weights_hash, quality, [_decode_group(i, *raw) for i, raw in
-                                               enumerate(raw_groups)], ids, file_id)
+                                               enumerate(raw_groups)], ids, file_id, tile_size)
     _check_header(header, max_pixels)
     _check_index(header.groups, index, src.size - cur.pos)
     return SsbFile(header, [tuple(e) for e in index], cur.pos, src.size, src)
@@ -575,6 +589,9 @@ def _check_header(h: SsbHeader, max_pixels: Optional[int]) -> None:
         raise FormatError(f"weights hash must be {HASH_BYTES} bytes, got {len(h.weights_hash)}")
     if len(h.file_id) != FILE_ID_BYTES:
         raise FormatError(f"file id must be {FILE_ID_BYTES} bytes, got {len(h.file_id)}")
+    if h.tile_size and not (TILE_RANGE[0] <= h.tile_size <= TILE_RANGE[1] and h.tile_size % TILE_ALIGN == 0):
+        raise FormatError(f"tile size {h.tile_size} is invalid (a multiple of {TILE_ALIGN} "
+                          f"from {TILE_RANGE[0]} to {TILE_RANGE[1]})")
     lo, hi = QUALITY_RANGE
     if not lo <= h.quality <= hi:
         raise FormatError(f"quality {h.quality} is out of range ({lo}..{hi})")

@@ -310,7 +310,8 @@ def associated_data(header, group: int, section_length: int) -> bytes:
     """What a sealed section is bound to: the file, the image, the model, the group and its params.
 
     The file's random id (so a sealed section cannot be moved into another file, even one whose
-    header is otherwise byte-identical), width, height, block size, channels, model id, weights
+    header is otherwise byte-identical), width, height, block size, channels, the tile size of a
+    tiled file (absent otherwise, so untiled files keep the version-2 layout), model id, weights
     hash, quality, group index and count, group name and label, the group's flags (without
     PRESENT, which ``extract`` changes), its params (salt, nonce, …), a SHA-256 of the whole
     block mask, and the section's length. Every text and blob is length-prefixed, so no two
@@ -324,6 +325,7 @@ def associated_data(header, group: int, section_length: int) -> bytes:
     return b"".join([
         _AAD_TAG, bytes(header.file_id),
         struct.pack("<IIHB", header.width, header.height, header.block_size, header.channels),
+        struct.pack("<H", header.tile_size) if header.tile_size else b"",     # tiled files only
         struct.pack("<B", len(text[0])), text[0], bytes(header.weights_hash), struct.pack("<f", header.quality),
         struct.pack("<HH", group, len(header.groups)),
         struct.pack("<B", len(text[1])), text[1], struct.pack("<B", len(text[2])), text[2],

@@ -55,3 +55,10 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def fast_kdf(monkeypatch):
+    """scrypt at N=2^10 (1 MiB) instead of 2^15: the suite stays fast; the format is the same."""
+    from ssic_cli import crypto
+    monkeypatch.setattr(crypto, "DEFAULT_KDF", crypto.FAST_KDF)

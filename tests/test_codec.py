@@ -7,11 +7,14 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from ssic_cli import codec, container
 from ssic_cli.errors import SsicError, WeightsMismatchError
 from ssic_cli.evaluate import psnr
 from ssic_cli.mask import GroupMask, single_group
+from ssic_cli.model import MODEL_CONFIGS, build_model
+from ssic_cli.weights import freeze
 
 from .conftest import ROOT, block_pixels, crop, three_groups
 
@@ -158,3 +161,23 @@ def test_decode_same_with_one_or_two_threads(kodak, tmp_path):
                                  capture_output=True, text=True, check=True).stdout.strip() for n in (1, 2)}
     ours = hashlib.sha256(np.asarray(codec.decode(path.read_bytes()).image).tobytes()).hexdigest()
     assert digests[1] == digests[2] == ours
+
+
+@pytest.mark.parametrize("model_id", sorted(set(MODEL_CONFIGS) - {"ssic-tiny2p"}))
+def test_every_architecture_keeps_groups_exactly_independent(kodak, model_id, one_thread):
+    """The transform candidates (random weights): a group decodes to the same pixels alone and in
+    a full decode, and its section does not change when the other groups' pixels do."""
+    torch.manual_seed(0)
+    lm = freeze(build_model(model_id).eval(), model_id, tag=model_id.encode())
+    h, w = 160, 288
+    img = crop(kodak, h, w, 60, 120)
+    gm = three_groups(w, h)
+    pix = block_pixels(gm, w, h)
+    other = img.copy()
+    other[pix != 1] = 255 - other[pix != 1]
+    data = codec.encode(img, gm, 4.0, weights=lm)
+    assert container.read_ssb(data).section(1) == container.read_ssb(codec.encode(other, gm, 4.0, weights=lm)).section(1)
+    full = np.asarray(codec.decode(data, weights=lm).image)
+    for g, name in enumerate(gm.names):
+        part = np.asarray(codec.decode(data, [name], weights=lm).image)
+        assert np.array_equal(part[..., :3][pix == g], full[pix == g]), name

@@ -307,7 +307,7 @@ FORGERIES = {
     "channels": (lambda h, d: CHANNELS_AT, "B", 2, "channel count 2 is not supported"),
     "quality": (lambda h, d: QUALITY_AT, "f", 9.0, r"quality 9.0 is out of range"),
     "quality nan": (lambda h, d: QUALITY_AT, "f", float("nan"), r"quality nan is out of range"),
-    "file flags": (lambda h, d: FILE_FLAGS_AT, "I", 1, "does not know"),
+    "file flags": (lambda h, d: FILE_FLAGS_AT, "I", 2, "does not know"),
     "group count": (lambda h, d: COUNT_AT, "H", 0xFFFF, r"group count 65535 is out of range"),
     "no groups": (lambda h, d: COUNT_AT, "H", 0, r"group count 0 is out of range"),
     "name length": (lambda h, d: NAME0_AT, "B", 255, "255 bytes long, over the limit of 64"),

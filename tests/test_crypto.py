@@ -19,15 +19,8 @@ from .conftest import block_pixels, crop, three_groups
 W, H = 192, 128
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread(one_thread):
-    """Every test here runs on one torch thread (see conftest.one_thread)."""
-
-
-@pytest.fixture(autouse=True)
-def fast_kdf(monkeypatch):
-    """scrypt at N=2^10 (1 MiB) instead of 2^15: the suite stays fast; the format is the same."""
-    monkeypatch.setattr(crypto, "DEFAULT_KDF", crypto.FAST_KDF)
+# One torch thread for every test here (see conftest.one_thread); scrypt at its fast setting.
+pytestmark = pytest.mark.usefixtures("one_thread", "fast_kdf")
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ssic_cli.model.layers import PAD_KEY, GIConvBlock
+from ssic_cli.model.layers import PAD_KEY, GIConvBlock, GroupConv3x3, HaarDown, HaarUp, pixel_unshuffle
 
 
 def _keys() -> torch.Tensor:
@@ -44,3 +44,63 @@ def test_conv_block_sees_same_group_neighbours():
 def test_new_conv_block_is_identity():
     x, keys = torch.randn(2, 12, 16, 8), _keys()
     assert torch.equal(GIConvBlock(8)(x, keys), x)
+
+
+# ----- dense group-masked 3×3 (the residual-block transforms) ----------------------------------
+def _trained_conv(cin: int = 8, cout: int = 6) -> GroupConv3x3:
+    torch.manual_seed(1)
+    return GroupConv3x3(cin, cout)
+
+
+def test_group_conv_coding_path_ignores_other_groups_exactly():
+    conv, keys = _trained_conv(), _keys()
+    x = torch.randn(2, 12, 16, 8)
+    other = x.clone()
+    other[keys != 0] = torch.randn(int((keys != 0).sum()), 8) * 100
+    inside = keys == 0
+    with torch.no_grad():
+        a, b = conv(x, keys), conv(other, keys)
+    assert torch.equal(a[inside], b[inside])
+    assert (a[keys == PAD_KEY] == 0).all()
+
+
+def test_group_conv_training_path_is_the_same_function():
+    conv, keys = _trained_conv(), _keys()
+    x = torch.randn(2, 12, 16, 8)
+    with torch.no_grad():
+        exact = conv(x, keys)
+    trained = conv(x, keys)                          # grad enabled: the boundary-corrected path
+    assert torch.allclose(trained, exact, atol=1e-5)
+    trained.sum().backward()
+    assert conv.weight.grad is not None
+
+
+def test_group_conv_of_one_group_is_a_plain_zero_padded_conv():
+    conv = _trained_conv()
+    x = torch.randn(1, 6, 7, 8)
+    keys = torch.zeros(1, 6, 7, dtype=torch.long)
+    plain = torch.nn.functional.conv2d(x.permute(0, 3, 1, 2), conv.weight, conv.bias, padding=1)
+    with torch.no_grad():
+        assert torch.allclose(conv(x, keys), plain.permute(0, 2, 3, 1), atol=1e-6)
+
+
+def test_group_conv_neighbour_in_another_group_counts_as_zero():
+    conv = _trained_conv()
+    keys = torch.zeros(1, 5, 5, dtype=torch.long)
+    keys[0, :, 3:] = 1
+    x = torch.randn(1, 5, 5, 8)
+    zeroed = x.clone()
+    zeroed[0, :, 3:] = 0
+    plain = torch.nn.functional.conv2d(zeroed.permute(0, 3, 1, 2), conv.weight, conv.bias, padding=1)
+    with torch.no_grad():
+        out = conv(x, keys)
+    assert torch.allclose(out[0, :, :3], plain.permute(0, 2, 3, 1)[0, :, :3], atol=1e-6)
+
+
+def test_haar_shortcuts_are_orthonormal_and_transposed():
+    x = torch.randn(2, 8, 6, 3)
+    down, up = HaarDown(3, 12), HaarUp(12, 3)
+    y = down(x)
+    assert torch.allclose((y ** 2).sum(), (x ** 2).sum(), rtol=1e-5)       # energy kept
+    assert torch.allclose(up(y), x, atol=1e-6)                                # perfect inverse
+    assert torch.allclose(y[..., :3], pixel_unshuffle(x).reshape(2, 4, 3, 3, 4).mean(-1) * 2, atol=1e-6)

@@ -132,3 +132,27 @@ def test_train_in_bf16_logs_finite_losses(tmp_path, data_dir):
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2]
     assert all(np.isfinite(r["loss"]) and r["bpp"] > 0 for r in records)
+
+
+def test_cpu_budget_decays_the_last_fraction_and_stops_the_run(tmp_path, data_dir):
+    opt = TrainOptions(data=tmp_path, out=tmp_path, lr=1e-3, warmup_steps=1, max_cpu_hours=1.0, decay_fraction=0.15)
+    assert lr_at(10, opt, cpu_seconds=0.84 * 3600) == pytest.approx(1e-3)
+    assert lr_at(10, opt, cpu_seconds=0.86 * 3600) == pytest.approx(1e-4)
+    out = tmp_path / "budget"
+    args = ["train", "--data", data_dir, "--out", out, "--batch", "1", "--log-every", "1", "--quiet",
+            "--cpu-hours", "0.0001", "--threads", "1"]                # 0.36 CPU-seconds: one step or two
+    assert main([str(a) for a in args]) == 0
+    steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert 1 <= len(steps) <= 3
+    assert main([str(a) for a in args]) == 0                             # resumed: the budget is spent
+    assert len((out / "log.jsonl").read_text().splitlines()) == len(steps)
+
+
+def test_crops_come_in_all_eight_symmetries_of_the_square(tmp_path):
+    from ssic_cli.train import CropSampler
+    path = tmp_path / "a.png"
+    base = np.arange(16 * 16 * 3, dtype=np.uint8).reshape(16, 16, 3)
+    Image.fromarray(base).save(path)
+    sampler = CropSampler([path], 16, np.random.default_rng(0))
+    seen = {sampler.sample().tobytes() for _ in range(200)}
+    assert len(seen) == 8

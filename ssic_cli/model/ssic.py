@@ -45,11 +45,22 @@ class ModelConfig:
     slices: int = 6            # ChARM slices
     slice_hidden: int = 192
     refine_scales: tuple[int, ...] = ()    # g_s scales followed by a seam-smoothing GIConvBlock
+    kinds: tuple[str, ...] = ("swin",) * 4  # per scale: "swin" (GI Swin) or "res" (dense 3×3 blocks)
+    haar: bool = False                      # fixed Haar-wavelet shortcuts around every resampling
 
     @property
     def alignment(self) -> int:
         """Pixels a crop origin must be a multiple of so every window grid stays the same."""
         return self.window * 2 ** len(self.dims)
+
+    @property
+    def crop_alignment(self) -> int:
+        """The grid of a group's decoding crop: the window grid if the synthesis has windowed
+        attention, else 32 (the 1/32 grid of z): every other decoding layer is position-wise or
+        group-masked, so any crop that holds the group decodes it identically, and a small one
+        decodes it faster. (The bitstream does not depend on the crop.)"""
+        windowed = any(k == "swin" and d > 0 for k, d in zip(self.kinds, self.depths))
+        return self.alignment if windowed else 32
 
 
 MODEL_CONFIGS = {
@@ -58,6 +69,18 @@ MODEL_CONFIGS = {
     # entropy-parameter path ("p" for portable). Its transforms are those of the earlier float
     # ssic-tiny2 (weights ssic-tiny2-0b789971), whose parameter path could not decode across CPUs.
     "ssic-tiny2p": ModelConfig(refine_scales=(8, 4, 2)),
+    # Candidates of the transform pilots (bench/pilots.py): one group-masked dense 3×3 residual
+    # block per scale around the pixel-(un)shuffle + 1×1 resampling, the same entropy model.
+    "ssic-conv": ModelConfig(dims=(96, 128, 160, 192), depths=(1, 1, 1, 1), kinds=("res",) * 4),
+    # … with a wider latent for the high rates (M = 320, CompressAI's choice above q 5)
+    "ssic-conv320": ModelConfig(dims=(96, 128, 192, 320), depths=(1, 1, 1, 1), kinds=("res",) * 4,
+                                latent=320, slices=10),
+    # … with fixed Haar-wavelet shortcuts around every resampling stage (AuxT, ICLR 2025)
+    "ssic-convhaar": ModelConfig(dims=(96, 128, 160, 192), depths=(1, 1, 1, 1), kinds=("res",) * 4,
+                                 haar=True),
+    # … with GI Swin attention at 1/16 and 1/8 instead of the residual blocks there
+    "ssic-convswin": ModelConfig(dims=(96, 128, 160, 192), depths=(1, 1, 2, 2), kinds=("res", "res", "swin", "swin"),
+                                 heads=(2, 4, 5, 6)),
 }
 DEFAULT_MODEL = "ssic-tiny2p"       # what new training runs build
 
@@ -104,8 +127,8 @@ class SSICModel(nn.Module):
         super().__init__()
         c = self.config = config
         assert c.latent == c.dims[-1] and c.latent % c.slices == 0
-        self.g_a = AnalysisTransform(c.dims, c.depths, c.heads, c.window)
-        self.g_s = SynthesisTransform(c.dims, c.depths, c.heads, c.window, c.refine_scales)
+        self.g_a = AnalysisTransform(c.dims, c.depths, c.heads, c.window, c.kinds, c.haar)
+        self.g_s = SynthesisTransform(c.dims, c.depths, c.heads, c.window, c.kinds, c.refine_scales, c.haar)
         self.h_a = HyperAnalysis(c.latent, c.hyper, c.hyper_latent, 4, c.window)
         self.h_s = HyperSynthesis(c.hyper_latent, c.hyper, c.hyper)
         if coding_only:

@@ -5,6 +5,9 @@
     x (N,H,W,3) ─Down→C0─GI─Down→C1─GI─Down→C2─GI─Down→M─GI─► y (N,H/16,W/16,M)
     ŷ ─GI─Up→C2─GI─Up→C1─GI─Up→C0─GI─Up→3──► x̂
 
+Each GI stage is GI Swin blocks or group-masked dense 3×3 residual blocks (``make_stage``); with
+``haar`` a fixed Haar-wavelet path runs beside each Down / Up (x ← stage(Down x) + Haar x).
+
 The hyper analysis runs once per group (everything else masked to zero) so that ẑ_g, coded
 in group g's section, is all the decoder needs to rebuild g's entropy parameters; the hyper
 synthesis is integer-exact so that it rebuilds them bit for bit on any machine.
@@ -15,46 +18,64 @@ import torch
 import torch.nn as nn
 
 from .intnet import IntLinear, IntMaskedConv3x3, IntMLP
-from .layers import Downsample, GIConvBlock, GIStage, Upsample, keys_at_scale, pixel_unshuffle
+from .layers import (Downsample, GIConvBlock, GIResStage, GIStage, HaarDown, HaarUp, Upsample, keys_at_scale,
+                     pixel_unshuffle)
+
+
+def make_stage(kind: str, dim: int, depth: int, heads: int, ws: int) -> nn.Module:
+    """One stage of a transform: ``"swin"`` (GI Swin blocks; depth 0 = a token MLP) or ``"res"``
+    (residual blocks of group-masked dense 3×3 convolutions)."""
+    if kind == "swin":
+        return GIStage(dim, depth, heads, ws)
+    if kind == "res":
+        return GIResStage(dim, depth)
+    raise ValueError(f"unknown stage kind {kind!r}")
 
 
 class AnalysisTransform(nn.Module):
-    def __init__(self, dims: tuple[int, ...], depths: tuple[int, ...], heads: tuple[int, ...], ws: int):
+    """``haar``: a fixed Haar-wavelet shortcut beside every down-sampling stage (``HaarDown``)."""
+
+    def __init__(self, dims: tuple[int, ...], depths: tuple[int, ...], heads: tuple[int, ...], ws: int,
+                 kinds: tuple[str, ...], haar: bool = False):
         super().__init__()
         chans = (3,) + tuple(dims)
         self.downs = nn.ModuleList(Downsample(chans[i], chans[i + 1]) for i in range(len(dims)))
-        self.stages = nn.ModuleList(GIStage(d, n, h, ws) for d, n, h in zip(dims, depths, heads))
+        self.stages = nn.ModuleList(make_stage(*a, ws) for a in zip(kinds, dims, depths, heads))
+        self.haar = nn.ModuleList(HaarDown(chans[i], chans[i + 1]) for i in range(len(dims))) if haar else None
 
     def forward(self, x: torch.Tensor, block_keys: torch.Tensor, block_size: int) -> torch.Tensor:
         for i, (down, stage) in enumerate(zip(self.downs, self.stages)):
-            x = stage(down(x), keys_at_scale(block_keys, block_size, 2 ** (i + 1)))
+            y = stage(down(x), keys_at_scale(block_keys, block_size, 2 ** (i + 1)))
+            x = y + self.haar[i](x) if self.haar is not None else y
         return x
 
 
 class SynthesisTransform(nn.Module):
     """``refine_scales``: the scales (e.g. 8, 4, 2 for 1/8, 1/4, 1/2) whose stage is followed by a
-    ``GIConvBlock`` against the seams of pixel-shuffle upsampling."""
+    ``GIConvBlock`` against the seams of pixel-shuffle upsampling. ``haar``: a fixed inverse-Haar
+    shortcut beside every up-sampling stage (``HaarUp``, the transpose of the analysis one)."""
 
     def __init__(self, dims: tuple[int, ...], depths: tuple[int, ...], heads: tuple[int, ...], ws: int,
-                 refine_scales: tuple[int, ...] = ()):
+                 kinds: tuple[str, ...], refine_scales: tuple[int, ...] = (), haar: bool = False):
         super().__init__()
-        dims, depths, heads = tuple(reversed(dims)), tuple(reversed(depths)), tuple(reversed(heads))
+        dims, depths, heads, kinds = (tuple(reversed(t)) for t in (dims, depths, heads, kinds))
         chans = tuple(dims) + (3,)
         n = len(dims)
-        self.stages = nn.ModuleList(GIStage(d, k, h, ws) for d, k, h in zip(dims, depths, heads))
+        self.stages = nn.ModuleList(make_stage(*a, ws) for a in zip(kinds, dims, depths, heads))
         self.refine = nn.ModuleDict({str(2 ** (n - i)): GIConvBlock(d) for i, d in enumerate(dims)
                                      if 2 ** (n - i) in refine_scales})
         self.ups = nn.ModuleList(Upsample(chans[i], chans[i + 1]) for i in range(n))
+        self.haar = nn.ModuleList(HaarUp(chans[i], chans[i + 1]) for i in range(n)) if haar else None
 
     def forward(self, y: torch.Tensor, block_keys: torch.Tensor, block_size: int) -> torch.Tensor:
         n = len(self.stages)
         for i, (stage, up) in enumerate(zip(self.stages, self.ups)):
             scale = 2 ** (n - i)
             keys = keys_at_scale(block_keys, block_size, scale)
-            y = stage(y, keys)
+            h = stage(y, keys)
             if str(scale) in self.refine:
-                y = self.refine[str(scale)](y, keys)
-            y = up(y)
+                h = self.refine[str(scale)](h, keys)
+            y = up(h) + self.haar[i](y) if self.haar is not None else up(h)
         return y
 
 

@@ -1,0 +1,212 @@
+"""Paired transform pilots: same data, same schedule shape, same CPU budget; real `.ssb` bytes.
+
+Each candidate (a named config in ``ssic_cli.model.MODEL_CONFIGS``) trains from scratch with the
+same options — lr warm-up, hold, ×0.1 over the last 15 % of the CPU budget — until its process
+has used ``--cpu-hours`` of CPU time (all threads counted), then is evaluated on Kodak with real
+bitstreams (``bench/rd_kodak.py``, ≥ 6 qualities, BD-rate vs JPEG from the anchors measured on
+these machines). Two pilots run side by side with one thread each, so a pair shares the machine
+exactly (and gets the same interference from anything else running).
+
+    python bench/pilots.py train ssic-tiny2p ssic-conv      # resumable: re-run to continue
+    python bench/pilots.py evaluate ssic-tiny2p ssic-conv   # export, RD on Kodak, speed probes
+    python bench/pilots.py table                             # bench/results/pilots.{json,md}
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+RUNS = ROOT / "runs/pilots"
+RESULTS = ROOT / "bench/results/pilots"
+PYTHON = sys.executable
+# The schedule every pilot shares (``ssic train`` options).
+SCHEDULE = {"--crop": "128", "--batch": "16", "--lr": "3e-4", "--decay-fraction": "0.15",
+            "--precision": "bf16", "--seed": "0", "--checkpoint-minutes": "8", "--log-every": "25"}
+QUALITIES = "1,2,3,5,6.5,8"
+
+
+def log(message: str) -> None:
+    print(f"[pilots] {message}", file=sys.stderr, flush=True)
+
+
+def quiet_env(threads: int) -> dict:
+    # PASSIVE: idle OpenMP threads sleep instead of spinning (measured: the difference between
+    # ~4 and ~25 images/s when another process shares the cores).
+    return {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": str(threads),
+            "PYTHONWARNINGS": "ignore"}
+
+
+def train(models: list[str], cpu_hours: float, threads: int, data: Path) -> None:
+    procs = []
+    for model in models:
+        out = RUNS / model
+        out.mkdir(parents=True, exist_ok=True)
+        argv = [PYTHON, "-m", "ssic_cli", "train", "--data", str(data), "--out", str(out), "--model", model,
+                "--cpu-hours", str(cpu_hours), "--threads", str(threads), "--quiet"]
+        argv += [a for kv in SCHEDULE.items() for a in kv]
+        log(f"start {model}: {' '.join(argv[2:])}")
+        procs.append((model, subprocess.Popen(argv, cwd=ROOT, env=quiet_env(threads),
+                                              stderr=open(out / "train.log", "a"))))
+    for model, proc in procs:
+        log(f"{model} exited with {proc.wait()}")
+
+
+def export(model: str) -> Path:
+    run = RUNS / model
+    out = subprocess.run([PYTHON, "-m", "ssic_cli", "train", "--out", str(run), "--export", str(run / "weights")],
+                         cwd=ROOT, env=quiet_env(1), check=True, capture_output=True, text=True)
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def rate_distortion(model: str, weights: Path, threads: int, results: Path, images: int | None) -> dict:
+    """Kodak with real bitstreams (single group and irregular groups); BD-rate vs JPEG's anchors."""
+    out = results / f"{model}.json"
+    subset = ["--images", str(images)] if images else []
+    subprocess.run([PYTHON, "bench/rd_kodak.py", "--skip-classic", "--single-only", "--qualities", QUALITIES,
+                    "--threads", str(threads), "--out", str(out), *subset],
+                   cwd=ROOT, env={**quiet_env(threads), "SSIC_WEIGHTS": str(weights)}, check=True,
+                   stdout=subprocess.DEVNULL)
+    result = json.loads(out.read_text())
+    return {"bd_rate_vs_jpeg": result["bd_rate"]["vs_jpeg"]["ssic"]["bd_rate"],
+            "bd_psnr_vs_jpeg": result["bd_rate"]["vs_jpeg"]["ssic"]["bd_psnr"],
+            "bd_rate_vs_webp": result["bd_rate"]["ssic_vs"]["webp"]["bd_rate"],
+            "points": [{"q": p["q"], "bpp": round(p["bpp"], 4), "psnr": round(p["psnr"], 3)}
+                       for p in result["curves"]["ssic"]]}
+
+
+PROBE = r"""
+import json, sys, time
+import numpy as np, torch
+torch.set_flush_denormal(True)
+torch.set_num_threads(2)
+from torch.utils.flop_counter import FlopCounterMode
+from PIL import Image
+from ssic_cli import codec
+from ssic_cli.mask import single_group
+from ssic_cli.model import build_model
+from ssic_cli.train import random_masks, rd_loss
+model_id, weights, image = sys.argv[1:4]
+model = build_model(model_id)
+params = sum(p.numel() for p in model.parameters())
+# Multiply-accumulates per pixel of one full forward pass (g_a, hyper path, ChARM, g_s) at 768×512.
+x = torch.rand(1, 3, 512, 768)
+keys = torch.zeros(1, 16, 24, dtype=torch.long)
+with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    model(x, keys, 32, torch.tensor([4.0]))
+kmac = counter.get_total_flops() / 2 / (512 * 768) / 1e3
+# Training images/s: batch 16 of 128² crops, half of them with random groups, bf16, 2 threads.
+rng = np.random.default_rng(0)
+opt = torch.optim.Adam(model.parameters(), lr=1e-5, fused=True)
+times = []
+for step in range(12):
+    xb = torch.rand(16, 3, 128, 128)
+    kb, block = random_masks(16, 128, rng, 0.5)
+    q = torch.from_numpy(rng.uniform(1, 8, 16)).float()
+    t = time.perf_counter()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(xb, kb, block, q)
+    loss = rd_loss(out, xb, q)[0]
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    times.append(time.perf_counter() - t)
+train_ips = 16 / float(np.median(times[4:]))
+# Decode of one 768×512 group (the weights being evaluated), 2 threads, best of 3.
+rgb = np.asarray(Image.open(image).convert("RGB"))
+data = codec.encode(rgb, single_group(rgb.shape[1], rgb.shape[0]), 4.0, weights=weights)
+dec = []
+for _ in range(3):
+    t = time.perf_counter()
+    codec.decode(data, weights=weights)
+    dec.append(time.perf_counter() - t)
+print(json.dumps({"params": params, "kmac_per_pixel": round(kmac, 1), "train_images_per_s": round(train_ips, 2),
+                  "decode_s_768x512": round(min(dec), 3)}))
+"""
+
+
+def probe(model: str, weights: Path) -> dict:
+    out = subprocess.run([PYTHON, "-c", PROBE, model, str(weights), str(ROOT / "examples/kodim23.png")],
+                         cwd=ROOT, env=quiet_env(2), check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_state(model: str) -> dict:
+    import torch
+    state = torch.load(RUNS / model / "last.pt", map_location="cpu", weights_only=False)
+    return {"steps": state["step"], "images_seen": state["images_seen"],
+            "cpu_hours": round(state["cpu_seconds"] / 3600, 3)}
+
+
+def evaluate(models: list[str], threads: int, results: Path = RESULTS, images: int | None = None) -> None:
+    results.mkdir(parents=True, exist_ok=True)
+    for model in models:
+        weights = export(model)
+        log(f"{model}: {weights.name}; rate-distortion on Kodak")
+        row = {"model": model, "weights": weights.name, **run_state(model)}
+        row.update(rate_distortion(model, weights, threads, results, images))
+        log(f"{model}: BD-rate vs JPEG {row['bd_rate_vs_jpeg']} %, BD-PSNR {row['bd_psnr_vs_jpeg']} dB; speed probes")
+        row.update(probe(model, weights))
+        (results / f"{model}.row.json").write_text(json.dumps(row, indent=1) + "\n")
+        log(f"{model}: {row}")
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{value:+.1f} %"
+
+
+def table(control: str = "ssic-tiny2p") -> None:
+    """The pilot table; BD-rates against JPEG (anchors) and against the control pilot."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from bdrate import bd_rate_curves
+    rows = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.row.json"))]
+    ref = next((r["points"] for r in rows if r["model"] == control), None)
+    for r in rows:
+        r["bd_rate_vs_control"] = round(float(bd_rate_curves(ref, r["points"])), 2) if ref else None
+    rows.sort(key=lambda r: r["bd_rate_vs_control"] if r["bd_rate_vs_control"] is not None else 1e9)
+    lines = [f"| model | params | kMAC/px | train img/s | decode s 768×512 | CPU-h | images | BD-rate vs JPEG | "
+             f"BD-PSNR vs JPEG | BD-rate vs `{control}` |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| `{r['model']}` | {r['params'] / 1e6:.2f} M | {r['kmac_per_pixel']:.0f} | "
+                     f"{r['train_images_per_s']:.1f} | {r['decode_s_768x512']:.2f} | {r['cpu_hours']:.2f} | "
+                     f"{r['images_seen'] / 1e3:.0f} k | {_pct(r['bd_rate_vs_jpeg'])} | {r['bd_psnr_vs_jpeg']:+.2f} dB | "
+                     f"{_pct(r['bd_rate_vs_control'])} |")
+    text = "\n".join(lines)
+    (ROOT / "bench/results/pilots.md").write_text(text + "\n")
+    (ROOT / "bench/results/pilots.json").write_text(json.dumps({"schedule": SCHEDULE, "rows": rows}, indent=1) + "\n")
+    print(text)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train the candidates side by side (resumes)")
+    t.add_argument("models", nargs="+")
+    t.add_argument("--cpu-hours", type=float, default=1.5)
+    t.add_argument("--threads", type=int, default=1, help="torch threads per pilot (default: %(default)s)")
+    t.add_argument("--data", type=Path, default=SHARED / "data/train")
+    e = sub.add_parser("evaluate", help="export, Kodak rate-distortion and speed probes of finished pilots")
+    e.add_argument("models", nargs="+")
+    e.add_argument("--threads", type=int, default=1, help="torch threads for the Kodak run (default: %(default)s)")
+    e.add_argument("--images", type=int, help="only the first N Kodak images (a quick check, not a result)")
+    e.add_argument("--results", type=Path, default=RESULTS, help="where the rows go (default: %(default)s)")
+    sub.add_parser("table", help="collect the evaluated pilots into bench/results/pilots.{json,md}")
+    args = ap.parse_args(argv)
+    if args.command == "train":
+        train(args.models, args.cpu_hours, args.threads, args.data)
+    elif args.command == "evaluate":
+        evaluate(args.models, args.threads, args.results, args.images)
+    else:
+        table()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
