@@ -74,6 +74,8 @@ def architecture(model_id: str) -> str:
     text = f"`{model_id}`: pixel-(un)shuffle + 1×1 resampling; " + "; ".join(stages)
     if c.haar:
         text += "; fixed Haar-wavelet shortcuts around every resampling stage"
+    if c.gdn:
+        text += "; simplified GDN after every down-sampling, inverse GDN before every up-sampling"
     if refine:
         text += f"; group-masked depthwise 3×3 conv blocks after the {refine} synthesis stages"
     return text + (f"; per-group hyperprior ({c.hyper_latent}-ch z; analysis with 2 GI Swin blocks, synthesis "

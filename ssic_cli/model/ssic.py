@@ -47,6 +47,7 @@ class ModelConfig:
     refine_scales: tuple[int, ...] = ()    # g_s scales followed by a seam-smoothing GIConvBlock
     kinds: tuple[str, ...] = ("swin",) * 4  # per scale: "swin" (GI Swin) or "res" (dense 3×3 blocks)
     haar: bool = False                      # fixed Haar-wavelet shortcuts around every resampling
+    gdn: bool = False                       # simplified (I)GDN after each Down / before each Up
 
     @property
     def alignment(self) -> int:
@@ -78,6 +79,8 @@ MODEL_CONFIGS = {
     # … with fixed Haar-wavelet shortcuts around every resampling stage (AuxT, ICLR 2025)
     "ssic-convhaar": ModelConfig(dims=(96, 128, 160, 192), depths=(1, 1, 1, 1), kinds=("res",) * 4,
                                  haar=True),
+    # … with simplified GDN after every down-sampling (inverse GDN before every up-sampling)
+    "ssic-convgdn": ModelConfig(dims=(96, 128, 160, 192), depths=(1, 1, 1, 1), kinds=("res",) * 4, gdn=True),
     # … with GI Swin attention at 1/16 and 1/8 instead of the residual blocks there
     "ssic-convswin": ModelConfig(dims=(96, 128, 160, 192), depths=(1, 1, 2, 2), kinds=("res", "res", "swin", "swin"),
                                  heads=(2, 4, 5, 6)),
@@ -127,8 +130,8 @@ class SSICModel(nn.Module):
         super().__init__()
         c = self.config = config
         assert c.latent == c.dims[-1] and c.latent % c.slices == 0
-        self.g_a = AnalysisTransform(c.dims, c.depths, c.heads, c.window, c.kinds, c.haar)
-        self.g_s = SynthesisTransform(c.dims, c.depths, c.heads, c.window, c.kinds, c.refine_scales, c.haar)
+        self.g_a = AnalysisTransform(c.dims, c.depths, c.heads, c.window, c.kinds, c.haar, c.gdn)
+        self.g_s = SynthesisTransform(c.dims, c.depths, c.heads, c.window, c.kinds, c.refine_scales, c.haar, c.gdn)
         self.h_a = HyperAnalysis(c.latent, c.hyper, c.hyper_latent, 4, c.window)
         self.h_s = HyperSynthesis(c.hyper_latent, c.hyper, c.hyper)
         if coding_only:
