@@ -104,3 +104,15 @@ def test_haar_shortcuts_are_orthonormal_and_transposed():
     assert torch.allclose((y ** 2).sum(), (x ** 2).sum(), rtol=1e-5)       # energy kept
     assert torch.allclose(up(y), x, atol=1e-6)                                # perfect inverse
     assert torch.allclose(y[..., :3], pixel_unshuffle(x).reshape(2, 4, 3, 3, 4).mean(-1) * 2, atol=1e-6)
+
+
+def test_simplified_gdn_acts_on_each_position_alone():
+    from ssic_cli.model.layers import SimplifiedGDN
+    gdn, igdn = SimplifiedGDN(4), SimplifiedGDN(4, inverse=True)
+    x = torch.randn(1, 3, 5, 4)
+    y = gdn(x)
+    assert torch.allclose(y, x / (1 + 0.1 * x.abs()), atol=1e-6)           # β = 1, γ = 0.1·I at init
+    assert torch.allclose(igdn(x), x * (1 + 0.1 * x.abs()), atol=1e-6)
+    moved = x.clone()
+    moved[0, 0, 0] = 100.0                                                   # another position changes
+    assert torch.equal(gdn(moved)[0, 1:], y[0, 1:])
