@@ -251,6 +251,8 @@ class TileView:
 
 
 def tile_views(canvas: Canvas, ids: np.ndarray, tile_size: int) -> list[TileView]:
+    """The tiles of ``canvas`` in raster order (one, the whole canvas, when ``tile_size`` is 0),
+    each with the block ids inside it; ``FormatError`` if the size does not fit the model."""
     b = canvas.block_size
     if tile_size % canvas.align:
         raise FormatError(f"tile size {tile_size} does not fit this model's {canvas.align}-pixel grid")
