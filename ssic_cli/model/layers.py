@@ -348,8 +348,10 @@ def _haar_matrix(channels: int) -> torch.Tensor:
 
 class HaarDown(nn.Module):
     """Fixed shortcut cin at s -> cout at 2s: the 2×2 Haar bands of every channel, low bands
-    first, cut or zero-padded to cout (AuxT, ICLR 2025: a wavelet path beside the learned one
-    keeps the transform well conditioned from the first step and speeds up training)."""
+    first, cut or zero-padded to cout (after AuxT, Li et al., ICLR 2025: a wavelet path beside the
+    learned one keeps the transform well conditioned from the first step and speeds up training;
+    AuxT also learns an orthogonal projection and per-subband scales, which this fixed one does
+    not)."""
 
     def __init__(self, cin: int, cout: int):
         super().__init__()
