@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 TORCH_INDEX ?=
 OUT    := build
 
-.PHONY: install demo test test-all bench-speed bench-rd bench-roi fuzz clean help
+.PHONY: install demo test test-all bench-speed bench-rd bench-rd-holdout bench-roi fuzz clean help
 
 help:
 	@echo "make install      create $(VENV) and install ssic with its test and detector extras"
@@ -15,6 +15,7 @@ help:
 	@echo "make test         install, then run the test suite"
 	@echo "make bench-speed  encode/decode/partial-decode timings and peak memory (prints a table)"
 	@echo "make bench-rd     Kodak rate-distortion of the shipped weights (real bitstreams)"
+	@echo "make bench-rd-holdout  the same on 24 held-out COCO val2017 photos (bench/holdout.py)"
 	@echo "make bench-roi    COCO region-of-interest, boundary, downstream-AP and partial-decode benchmark"
 	@echo "make fuzz         10 000 damaged/forged .ssb files through read + decode; counts by outcome"
 
@@ -47,6 +48,11 @@ bench-speed: install
 bench-rd: install bench/setup.sh
 	sh bench/setup.sh
 	$(BIN)/python bench/rd_kodak.py --out bench/results/rd_kodak.json
+
+bench-rd-holdout: install bench/setup.sh
+	sh bench/setup.sh
+	$(BIN)/python bench/holdout.py --out runs/holdout
+	$(BIN)/python bench/rd_kodak.py --photos runs/holdout --out bench/results/rd_holdout.json
 
 bench-roi: install bench/setup.sh
 	sh bench/setup.sh
