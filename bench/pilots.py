@@ -9,6 +9,7 @@ exactly (and gets the same interference from anything else running).
 
     python bench/pilots.py train ssic-tiny2p ssic-conv      # resumable: re-run to continue
     python bench/pilots.py evaluate ssic-tiny2p ssic-conv   # export, RD on Kodak, speed probes
+    python bench/pilots.py reprobe ssic-conv                # speed probes only, again
     python bench/pilots.py table                             # bench/results/pilots.{json,md}
 """
 from __future__ import annotations
@@ -184,6 +185,18 @@ def table(control: str = "ssic-tiny2p") -> None:
     print(text)
 
 
+def reprobe(models: list[str], results: Path = RESULTS) -> None:
+    """Speed probes again, rate-distortion kept: a probe that ran while the machine was busy
+    (another process, a noisy neighbour on the VM) reads slow, and the Kodak run takes minutes."""
+    for model in models:
+        path = results / f"{model}.row.json"
+        row = json.loads(path.read_text())
+        weights = RUNS / model / "weights" / row["weights"]
+        row.update(probe(model, weights))
+        path.write_text(json.dumps(row, indent=1) + "\n")
+        log(f"{model}: {row['train_images_per_s']} img/s, decode {row['decode_s_768x512']} s")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -197,12 +210,17 @@ def main(argv=None) -> int:
     e.add_argument("--threads", type=int, default=1, help="torch threads for the Kodak run (default: %(default)s)")
     e.add_argument("--images", type=int, help="only the first N Kodak images (a quick check, not a result)")
     e.add_argument("--results", type=Path, default=RESULTS, help="where the rows go (default: %(default)s)")
+    r = sub.add_parser("reprobe", help="re-run only the speed probes of evaluated pilots (idle machine)")
+    r.add_argument("models", nargs="+")
+    r.add_argument("--results", type=Path, default=RESULTS, help=argparse.SUPPRESS)
     sub.add_parser("table", help="collect the evaluated pilots into bench/results/pilots.{json,md}")
     args = ap.parse_args(argv)
     if args.command == "train":
         train(args.models, args.cpu_hours, args.threads, args.data)
     elif args.command == "evaluate":
         evaluate(args.models, args.threads, args.results, args.images)
+    elif args.command == "reprobe":
+        reprobe(args.models, args.results)
     else:
         table()
     return 0

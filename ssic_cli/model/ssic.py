@@ -84,6 +84,11 @@ MODEL_CONFIGS = {
     # … with GI Swin attention at 1/16 and 1/8 instead of the residual blocks there
     "ssic-convswin": ModelConfig(dims=(96, 128, 160, 192), depths=(1, 1, 2, 2), kinds=("res", "res", "swin", "swin"),
                                  heads=(2, 4, 5, 6)),
+    # Pair 3 of the pilots: the Haar shortcuts (pair 2's clear gain) on the control's GI Swin
+    # transforms, and on residual blocks at 1/2, 1/4 with GI Swin at 1/8, 1/16.
+    "ssic-tinyhaar": ModelConfig(refine_scales=(8, 4, 2), haar=True),
+    "ssic-convhaarswin": ModelConfig(dims=(96, 128, 160, 192), depths=(1, 1, 2, 2),
+                                     kinds=("res", "res", "swin", "swin"), heads=(2, 4, 5, 6), haar=True),
 }
 DEFAULT_MODEL = "ssic-tiny2p"       # what new training runs build
 
