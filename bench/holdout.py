@@ -6,7 +6,9 @@ issue asks for "the same margin over WebP on other photos you hold out". The tra
 so val2017 is held out by construction. From its photos with a short side of at least 400 px,
 sorted by COCO id, every ``stride``-th is taken until there are 24; each is downscaled by 0.75
 (Lanczos, which hides most of Flickr's JPEG artefacts, as the training set's recipe does) and
-centre-cropped to a multiple of 16. Deterministic: the same files on every machine.
+centre-cropped to a multiple of 16, and saved as plain sRGB PNG (the ICC profiles some carry
+are dropped: every codec then reads the same numbers, and heif-convert cannot write some of
+them back). Deterministic: the same files on every machine.
 
     python bench/holdout.py                     # writes runs/holdout/*.png + MANIFEST.tsv
     python bench/rd_kodak.py --photos runs/holdout --out bench/results/rd_holdout.json
@@ -78,7 +80,7 @@ def main(argv=None) -> int:
     for im in chosen:
         name = f"coco_{im['id']:012d}.png"
         picture = prepare(args.coco / "images" / im["file_name"])
-        picture.save(args.out / name)
+        picture.save(args.out / name, icc_profile=None)
         rows.append(f"{name}\t{im['id']}\tval2017/{im['file_name']}\t{picture.width}x{picture.height}\t"
                     f"{licenses.get(im['license'], im['license'])}\t{im.get('flickr_url', '')}")
     (args.out / "MANIFEST.tsv").write_text("\n".join(rows) + "\n")

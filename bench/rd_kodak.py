@@ -125,8 +125,8 @@ CLASSICS = [
             lambda i, o: ["avifdec", i, o], command="avifenc -s 6 --min q --max q -y 444"),
     Classic("jxl", (6.0, 4.0, 3.0, 2.2, 1.6, 1.2, 0.9, 0.6, 0.4), "jxl",
             lambda q, s, o: ["cjxl", s, o, "-d", str(q), "-e", "7"],
-            # Forced sRGB output: for some photos djxl otherwise writes linear-light PNGs (a cICP
-            # chunk Pillow ignores), measured as ~13 dB; Kodak's output is byte-identical either way.
+            # Forced sRGB output: for a source PNG with an ICC profile djxl may otherwise write
+            # linear light (a cICP chunk Pillow ignores); Kodak's output is byte-identical either way.
             lambda i, o: ["djxl", i, o, "--color_space=RGB_D65_SRG_Rel_SRG"], command="cjxl -d q -e 7"),
     Classic("heic", (10, 20, 30, 40, 50, 60, 70, 80, 90), "heic",
             lambda q, s, o: ["heif-enc", "-q", str(q), "-p", "chroma=444", "-o", o, s],
