@@ -569,7 +569,9 @@ Examples:
 @click.option("--eval-minutes", type=float, default=30.0, show_default=True)
 @click.option("--log-every", type=click.IntRange(1), default=50, show_default=True, help="Steps between log records.")
 @click.option("--init", type=click.Path(dir_okay=False, path_type=Path),
-              help="Start a new run from a weights file (e.g. weights/ssic-tiny2p-*.pt); ignored when --out has a checkpoint.")
+              help="Start a new run from a weights file (e.g. weights/ssic-tiny2p-*.pt) of --model, or of an "
+                   "architecture with exactly its parameters (ssic-tiny2p weights can start ssic-tinyhaar); "
+                   "ignored when --out has a checkpoint.")
 @click.option("--threads", type=int, default=0, help="torch threads (0: default).")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
               help="bf16: autocast the transforms (faster on CPUs with AVX-512 BF16 / AMX and on GPUs; "

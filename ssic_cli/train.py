@@ -292,17 +292,31 @@ def run(opt: TrainOptions) -> dict:
 
 
 def _init_from_weights(model, path: Path, model_id: str) -> tuple[int, int, float]:
-    """Load a shipped weights file of the same architecture (e.g. to continue a campaign in a new
-    place); keeps its step / image / CPU-time accounting from the card."""
+    """Load a shipped weights file (e.g. to continue a campaign in a new place); keeps its step /
+    image / CPU-time accounting from the card. Weights of another architecture are accepted only
+    when every parameter matches in name and shape — an architecture that differs by
+    parameter-free parts, such as ``ssic-tinyhaar``'s fixed Haar shortcuts on ``ssic-tiny2p``, can
+    warm-start from it; anything else is refused rather than half loaded."""
     from .weights import load_weights
     loaded = load_weights(path)
-    if loaded.model_id != model_id:
-        raise SsicError(f"{path} holds {loaded.model_id} weights; pass --model {loaded.model_id}")
     # The frozen coding tables (_quantized_cdf …) are rebuilt at export; a training model has none.
     frozen = ("entropy_bottleneck._quantized_cdf", "entropy_bottleneck._offset", "entropy_bottleneck._cdf_length")
-    model.load_state_dict({k: v for k, v in loaded.model.state_dict().items() if k not in frozen}, strict=False)
+    state = {k: v for k, v in loaded.model.state_dict().items() if k not in frozen}
+    if loaded.model_id != model_id and not _same_parameters(model.state_dict(), state, frozen):
+        raise SsicError(f"{path} holds {loaded.model_id} weights, whose parameters differ from "
+                        f"{model_id}'s; pass --model {loaded.model_id}")
+    model.load_state_dict(state, strict=False)
     card = loaded.card
     return int(card.get("steps", 0)), int(card.get("images_seen", 0)), float(card.get("cpu_hours", 0.0)) * 3600
+
+
+def _same_parameters(ours: dict, theirs: dict, ignored: tuple[str, ...]) -> bool:
+    """Every tensor of ``theirs`` fits one of ``ours``, and all we lack is the z prior's density
+    (a weights file keeps only its frozen tables; it retrains in a few hundred steps, as with
+    ``--init`` from the same architecture)."""
+    if any(k not in ours or ours[k].shape != v.shape for k, v in theirs.items()):
+        return False
+    return all(k.startswith("entropy_bottleneck.") for k in ours if k not in theirs and k not in ignored)
 
 
 def _periodic_eval(model, opt: TrainOptions, step: int, images_seen: int, log_file) -> None:

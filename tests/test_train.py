@@ -62,6 +62,25 @@ def test_train_resume_and_export(tmp_path, data_dir, capsys):
     assert [json.loads(line)["step"] for line in (fresh / "log.jsonl").read_text().splitlines()] == [4]
 
 
+def test_init_accepts_another_architecture_only_with_the_same_parameters(tmp_path):
+    """Haar shortcuts have no parameters, so ssic-tinyhaar can warm-start from ssic-tiny2p weights;
+    ssic-conv cannot, and is refused instead of half loaded."""
+    import torch
+    from ssic_cli.errors import SsicError
+    from ssic_cli.model import build_model
+    from ssic_cli.train import _init_from_weights
+    (path,) = (ROOT / "weights").glob("ssic-tiny2p-*.pt")
+    warm = build_model("ssic-tinyhaar")
+    steps, images, cpu_s = _init_from_weights(warm, path, "ssic-tinyhaar")
+    assert steps > 0 and images > 0 and cpu_s > 0
+    shipped = build_model("ssic-tiny2p")
+    _init_from_weights(shipped, path, "ssic-tiny2p")
+    assert all(torch.equal(v, shipped.state_dict()[k]) for k, v in warm.state_dict().items()
+               if not k.startswith("entropy_bottleneck."))
+    with pytest.raises(SsicError, match="parameters differ"):
+        _init_from_weights(build_model("ssic-conv"), path, "ssic-conv")
+
+
 def test_resume_checks_the_model(tmp_path, data_dir, capsys):
     import torch
     run = tmp_path / "run"
