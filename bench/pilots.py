@@ -11,12 +11,19 @@ exactly (and gets the same interference from anything else running).
     python bench/pilots.py evaluate ssic-tiny2p ssic-conv   # export, RD on Kodak, speed probes
     python bench/pilots.py reprobe ssic-conv                # speed probes only, again
     python bench/pilots.py table                             # bench/results/pilots.{json,md}
+
+A run named ``MODEL@STAGE`` (``ssic-convhaar@3.5h``) is the pilot ``MODEL`` trained on to a larger
+``--cpu-hours`` in its own folder: ``train`` copies the finished pilot's checkpoint there first, so
+the 1.5 CPU-hour result stays measured and the extension continues the same optimiser state.
+
+    python bench/pilots.py train ssic-convhaar@3.5h ssic-tinyhaar@3.5h --cpu-hours 3.5
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -44,19 +51,36 @@ def quiet_env(threads: int) -> dict:
             "PYTHONWARNINGS": "ignore"}
 
 
-def train(models: list[str], cpu_hours: float, threads: int, data: Path) -> None:
+def model_of(run: str) -> str:
+    """``ssic-convhaar@3.5h`` → ``ssic-convhaar``: the config an (extended) pilot run trains."""
+    return run.split("@", 1)[0]
+
+
+def start_extension(run: str) -> None:
+    """An extended run starts from its pilot's last checkpoint (copied once, never moved)."""
+    out, pilot = RUNS / run, RUNS / model_of(run) / "last.pt"
+    if run == model_of(run) or (out / "last.pt").exists():
+        return
+    if not pilot.exists():
+        sys.exit(f"pilots: {run} extends {model_of(run)}, which has no checkpoint in {pilot.parent}")
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(pilot, out / "last.pt")
+
+
+def train(runs: list[str], cpu_hours: float, threads: int, data: Path) -> None:
     procs = []
-    for model in models:
-        out = RUNS / model
+    for run in runs:
+        start_extension(run)
+        out = RUNS / run
         out.mkdir(parents=True, exist_ok=True)
-        argv = [PYTHON, "-m", "ssic_cli", "train", "--data", str(data), "--out", str(out), "--model", model,
+        argv = [PYTHON, "-m", "ssic_cli", "train", "--data", str(data), "--out", str(out), "--model", model_of(run),
                 "--cpu-hours", str(cpu_hours), "--threads", str(threads), "--quiet"]
         argv += [a for kv in SCHEDULE.items() for a in kv]
-        log(f"start {model}: {' '.join(argv[2:])}")
-        procs.append((model, subprocess.Popen(argv, cwd=ROOT, env=quiet_env(threads),
-                                              stderr=open(out / "train.log", "a"))))
-    for model, proc in procs:
-        log(f"{model} exited with {proc.wait()}")
+        log(f"start {run}: {' '.join(argv[2:])}")
+        procs.append((run, subprocess.Popen(argv, cwd=ROOT, env=quiet_env(threads),
+                                            stderr=open(out / "train.log", "a"))))
+    for run, proc in procs:
+        log(f"{run} exited with {proc.wait()}")
 
 
 def export(model: str) -> Path:
@@ -150,10 +174,10 @@ def evaluate(models: list[str], threads: int, results: Path = RESULTS, images: i
     for model in models:
         weights = export(model)
         log(f"{model}: {weights.name}; rate-distortion on Kodak")
-        row = {"model": model, "weights": weights.name, **run_state(model)}
+        row = {"model": model, "config": model_of(model), "weights": weights.name, **run_state(model)}
         row.update(rate_distortion(model, weights, threads, results, images))
         log(f"{model}: BD-rate vs JPEG {row['bd_rate_vs_jpeg']} %, BD-PSNR {row['bd_psnr_vs_jpeg']} dB; speed probes")
-        row.update(probe(model, weights))
+        row.update(probe(model_of(model), weights))
         (results / f"{model}.row.json").write_text(json.dumps(row, indent=1) + "\n")
         log(f"{model}: {row}")
 
@@ -192,7 +216,7 @@ def reprobe(models: list[str], results: Path = RESULTS) -> None:
         path = results / f"{model}.row.json"
         row = json.loads(path.read_text())
         weights = RUNS / model / "weights" / row["weights"]
-        row.update(probe(model, weights))
+        row.update(probe(model_of(model), weights))
         path.write_text(json.dumps(row, indent=1) + "\n")
         log(f"{model}: {row['train_images_per_s']} img/s, decode {row['decode_s_768x512']} s")
 
