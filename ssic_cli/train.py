@@ -173,6 +173,34 @@ class Stopper:
         self.stop = True
 
 
+def _agree(world: int, cpu_spent: float, stop: bool, checkpoint_due: bool) -> tuple[float, bool, bool]:
+    """The CPU seconds all ranks spent in this invocation, and whether any rank wants to stop or
+    checkpoint — one small all-reduce per step. Ranks deciding from their own clocks would drift
+    apart (one rank a step into the lr decay before the other) or hang (one rank leaves the loop
+    while the other waits in an all-reduce)."""
+    if world == 1:
+        return cpu_spent, stop, checkpoint_due
+    shared = torch.tensor([cpu_spent, float(stop), float(checkpoint_due)], dtype=torch.float64)
+    torch.distributed.all_reduce(shared)
+    return shared[0].item(), bool(shared[1] > 0), bool(shared[2] > 0)
+
+
+def _gather(world: int, obj) -> list:
+    """Every rank's ``obj`` in rank order (a one-element list without DDP)."""
+    if world == 1:
+        return [obj]
+    objs = [None] * world
+    torch.distributed.all_gather_object(objs, obj)
+    return objs
+
+
+def _rank_state(saved, rank: int):
+    """This rank's torch RNG state from a checkpoint (older checkpoints hold one state for all)."""
+    if isinstance(saved, torch.Tensor):
+        return saved
+    return saved[rank] if rank < len(saved) else saved[0]
+
+
 def _distributed() -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not torch.distributed.is_initialized():
@@ -211,7 +239,7 @@ def run(opt: TrainOptions) -> dict:
         step, images_seen, cpu_seconds = state["step"], state["images_seen"], state["cpu_seconds"]
         optimizer_since = state.get("optimizer_since", 0)
         rng.bit_generator.state = state["numpy_rng"][rank] if rank < len(state["numpy_rng"]) else rng.bit_generator.state
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(_rank_state(state["torch_rng"], rank))
         _log(rank, f"resumed from {ckpt_path} at step {step} ({images_seen} images)")
     elif opt.init:
         step, images_seen, cpu_seconds = _init_from_weights(model, opt.init, opt.model_id)
@@ -228,25 +256,31 @@ def run(opt: TrainOptions) -> dict:
     bar = _progress(opt.progress and rank == 0)
     acc = {"loss": 0.0, "bpp": 0.0, "psnr": 0.0, "n": 0}
 
-    def checkpoint():
-        nonlocal cpu_start
-        cpu = cpu_seconds + (time.process_time() - cpu_start) * world
+    def checkpoint(cpu: float) -> None:
+        # Collective under DDP (every rank's RNG states are gathered), so all ranks call it at once.
+        numpy_rngs, torch_rngs = _gather(world, rng.bit_generator.state), _gather(world, torch.get_rng_state())
         if rank == 0:
             save_checkpoint(ckpt_path, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "aux_optimizer": aux_optimizer.state_dict(), "step": step, "images_seen": images_seen,
-                "cpu_seconds": cpu, "optimizer_since": optimizer_since, "numpy_rng": [rng.bit_generator.state], "torch_rng": torch.get_rng_state(),
+                "cpu_seconds": cpu, "optimizer_since": optimizer_since, "numpy_rng": numpy_rngs, "torch_rng": torch_rngs,
                 "model_id": opt.model_id, "options": {k: str(v) for k, v in asdict(opt).items()},
             })
-        return cpu
 
-    def cpu_used() -> float:
-        return cpu_seconds + (time.process_time() - cpu_start) * world
-
-    while (step < opt.max_steps and not stopper.stop and time.time() - start < opt.max_hours * 3600
-           and cpu_used() < opt.max_cpu_hours * 3600):
+    while True:
+        # Every decision of the step (stop, checkpoint, lr) is taken from numbers all ranks agree on.
+        local_stop = (stopper.stop or step >= opt.max_steps or time.time() - start >= opt.max_hours * 3600)
+        spent, stop, checkpoint_due = _agree(world, time.process_time() - cpu_start, local_stop,
+                                             rank == 0 and time.time() - last_ckpt > opt.checkpoint_minutes * 60)
+        cpu = cpu_seconds + spent
+        if stop or cpu >= opt.max_cpu_hours * 3600:
+            break
+        if checkpoint_due:
+            checkpoint(cpu)
+            last_ckpt = time.time()
+        lr = lr_at(step, opt, optimizer_since, cpu)
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, opt, optimizer_since, cpu_used())
+            group["lr"] = lr
         x = sampler.batch(opt.batch).to(device)
         keys, block = random_masks(opt.batch, opt.crop, rng, opt.single_group_fraction)
         quality = torch.from_numpy(rng.uniform(em.QUALITY_MIN, em.QUALITY_MAX, opt.batch)).float()
@@ -274,17 +308,15 @@ def run(opt: TrainOptions) -> dict:
         if step % opt.log_every == 0 and log_file:
             n = acc.pop("n")
             rec = {"step": step, "images": images_seen, "time": round(time.time() - start, 1),
-                   "cpu_s": round(cpu_used(), 1), "lr": lr_at(step, opt, optimizer_since, cpu_used()), **{k: round(v / n, 4) for k, v in acc.items()}}
+                   "cpu_s": round(cpu, 1), "lr": lr, **{k: round(v / n, 4) for k, v in acc.items()}}
             log_file.write(json.dumps(rec) + "\n")
             log_file.flush()
             acc = {"loss": 0.0, "bpp": 0.0, "psnr": 0.0, "n": 0}
-        if time.time() - last_ckpt > opt.checkpoint_minutes * 60:
-            cpu_seconds, cpu_start = checkpoint(), time.process_time()
-            last_ckpt = time.time()
         if opt.eval_dir and rank == 0 and time.time() - last_eval > opt.eval_minutes * 60:
             _periodic_eval(model, opt, step, images_seen, log_file)
             last_eval = time.time()
-    cpu_seconds = checkpoint()
+    checkpoint(cpu)
+    cpu_seconds = cpu
     if log_file:
         log_file.close()
     _log(rank, f"stopped at step {step} ({images_seen} images, {cpu_seconds / 3600:.2f} CPU-hours); checkpoint {ckpt_path}")

@@ -112,6 +112,28 @@ def test_distributed_two_cpu_processes(tmp_path, data_dir):
     assert [r["step"] for r in records] == [1, 2] and records[-1]["images"] == 8   # 2 ranks × batch 2 × 2 steps
 
 
+def test_distributed_ranks_checkpoint_together_and_stop_on_the_shared_budget(tmp_path, data_dir):
+    """A checkpoint every step (collective: all ranks' RNG states), a stop on the shared CPU budget
+    (no rank left waiting in an all-reduce), and a resume that gives each rank back its stream."""
+    import torch
+    out = tmp_path / "ddp"
+    def train(*extra):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29518",
+               "-m", "ssic_cli", "train", "--data", str(data_dir), "--out", str(out), "--batch", "2",
+               "--log-every", "1", "--threads", "1", "--quiet", "--checkpoint-minutes", "0", *extra]
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return torch.load(out / "last.pt", weights_only=False)
+    first = train("--max-steps", "2")
+    assert first["step"] == 2 and len(first["numpy_rng"]) == 2 and len(first["torch_rng"]) == 2
+    assert first["numpy_rng"][0] != first["numpy_rng"][1]                 # each rank draws its own crops
+    budget = (first["cpu_seconds"] + 1.0) / 3600                           # about one more step's worth
+    second = train("--cpu-hours", f"{budget:.6f}")
+    assert second["step"] > first["step"] and second["cpu_seconds"] >= budget * 3600
+    steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, second["step"] + 1))                    # one record per step, one writer
+
+
 def test_lr_warms_up_then_drops_tenfold_at_each_milestone(tmp_path):
     opt = TrainOptions(data=tmp_path, out=tmp_path, lr=1e-3, warmup_steps=10, lr_drops=(100, 200))
     assert lr_at(0, opt) == pytest.approx(1e-4)
