@@ -547,6 +547,7 @@ Examples:
   ssic train --data ~/photos --out runs/tiny                    # resumes if runs/tiny/last.pt exists
   ssic train --data ~/photos --out runs/tiny --hours 2 --eval-dir kodak/
   torchrun --nproc_per_node 4 -m ssic_cli train --data ~/photos --out runs/ddp
+  ssic train --data ~/photos --out runs/base --cpu-hours 12 --decay-cpu-hours 0.3   # next stretch: 12 in all
   ssic train --out runs/tiny --export weights/                  # freeze last.pt into a weights file
 """)
 @click.option("--data", type=click.Path(file_okay=False, path_type=Path), help="Folder of training images (recursive).")
@@ -564,6 +565,9 @@ Examples:
               help="CPU-time budget of the whole run, resumes included (process CPU time, all threads).")
 @click.option("--decay-fraction", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Drop the learning rate 10x over this last fraction of --cpu-hours.")
+@click.option("--decay-cpu-hours", type=click.FloatRange(min=0, min_open=True),
+              help="Drop the learning rate 10x over the last this many CPU-hours of --cpu-hours (a campaign's "
+                   "stretches: the same decay length whatever the cumulative budget).")
 @click.option("--checkpoint-minutes", type=float, default=8.0, show_default=True)
 @click.option("--eval-dir", type=click.Path(file_okay=False, path_type=Path), help="Images for periodic real-bitstream evaluation.")
 @click.option("--eval-minutes", type=float, default=30.0, show_default=True)
@@ -580,7 +584,7 @@ Examples:
 @click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Instead of training: write the run's weights (tables frozen) into this folder.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(data, out, model_id, crop, batch, lr, lr_drops, max_steps, hours, cpu_hours, decay_fraction, checkpoint_minutes,
+def train(data, out, model_id, crop, batch, lr, lr_drops, max_steps, hours, cpu_hours, decay_fraction, decay_cpu_hours, checkpoint_minutes,
           eval_dir, eval_minutes, log_every, init, threads, precision, seed, export_dir, quiet):
     """Train (or resume training) the codec; one run serves every quality."""
     if export_dir:
@@ -591,6 +595,12 @@ def train(data, out, model_id, crop, batch, lr, lr_drops, max_steps, hours, cpu_
         raise click.UsageError("--data is required to train")
     if crop % 128:
         raise click.UsageError("--crop must be a multiple of 128")
+    if decay_cpu_hours is not None:
+        if decay_fraction:
+            raise click.UsageError("give --decay-fraction or --decay-cpu-hours, not both")
+        if cpu_hours >= 1e9:
+            raise click.UsageError("--decay-cpu-hours needs --cpu-hours")
+        decay_fraction = min(1.0, decay_cpu_hours / cpu_hours)
     from .model import DEFAULT_MODEL, MODEL_CONFIGS
     model_id = model_id or DEFAULT_MODEL
     if model_id not in MODEL_CONFIGS:

@@ -197,3 +197,15 @@ def test_crops_come_in_all_eight_symmetries_of_the_square(tmp_path):
     sampler = CropSampler([path], 16, np.random.default_rng(0))
     seen = {sampler.sample().tobytes() for _ in range(200)}
     assert len(seen) == 8
+
+
+def test_decay_cpu_hours_is_the_same_decay_length_whatever_the_budget(tmp_path, data_dir, monkeypatch):
+    import ssic_cli.train as train_module
+    seen = []
+    monkeypatch.setattr(train_module, "run", lambda opt: seen.append(opt))
+    base = ["train", "--data", str(data_dir), "--out", str(tmp_path / "run"), "--quiet"]
+    assert main(base + ["--cpu-hours", "12", "--decay-cpu-hours", "0.3"]) == 0
+    assert seen[-1].max_cpu_hours == 12 and seen[-1].decay_fraction == pytest.approx(0.025)
+    assert main(base + ["--decay-cpu-hours", "0.3"]) == 1                                 # usage: no budget to end
+    assert main(base + ["--cpu-hours", "4", "--decay-cpu-hours", "0.3", "--decay-fraction", "0.1"]) == 1
+    assert len(seen) == 1
