@@ -194,11 +194,11 @@ def _gather(world: int, obj) -> list:
     return objs
 
 
-def _rank_state(saved, rank: int):
-    """This rank's torch RNG state from a checkpoint (older checkpoints hold one state for all)."""
-    if isinstance(saved, torch.Tensor):
-        return saved
-    return saved[rank] if rank < len(saved) else saved[0]
+def _rank_state(saved, rank: int, current):
+    """This rank's RNG state from a checkpoint (a list, one per rank; older checkpoints hold one
+    torch state); a rank the checkpoint did not have keeps its ``current`` (seeded) state."""
+    saved = [saved] if isinstance(saved, torch.Tensor) else saved
+    return saved[rank] if rank < len(saved) else current
 
 
 def _distributed() -> tuple[int, int]:
@@ -238,8 +238,8 @@ def run(opt: TrainOptions) -> dict:
         aux_optimizer.load_state_dict(state["aux_optimizer"])
         step, images_seen, cpu_seconds = state["step"], state["images_seen"], state["cpu_seconds"]
         optimizer_since = state.get("optimizer_since", 0)
-        rng.bit_generator.state = state["numpy_rng"][rank] if rank < len(state["numpy_rng"]) else rng.bit_generator.state
-        torch.set_rng_state(_rank_state(state["torch_rng"], rank))
+        rng.bit_generator.state = _rank_state(state["numpy_rng"], rank, rng.bit_generator.state)
+        torch.set_rng_state(_rank_state(state["torch_rng"], rank, torch.get_rng_state()))
         _log(rank, f"resumed from {ckpt_path} at step {step} ({images_seen} images)")
     elif opt.init:
         step, images_seen, cpu_seconds = _init_from_weights(model, opt.init, opt.model_id)
