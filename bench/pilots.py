@@ -83,8 +83,8 @@ def train(runs: list[str], cpu_hours: float, threads: int, data: Path) -> None:
         log(f"{run} exited with {proc.wait()}")
 
 
-def export(model: str) -> Path:
-    run = RUNS / model
+def export(run: Path) -> Path:
+    """Weights (with their card) of a run's last checkpoint, written into ``run/weights``."""
     out = subprocess.run([PYTHON, "-m", "ssic_cli", "train", "--out", str(run), "--export", str(run / "weights")],
                          cwd=ROOT, env=quiet_env(1), check=True, capture_output=True, text=True)
     return Path(out.stdout.strip().splitlines()[-1])
@@ -162,9 +162,9 @@ def probe(model: str, weights: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_state(model: str) -> dict:
+def run_state(run: Path) -> dict:
     import torch
-    state = torch.load(RUNS / model / "last.pt", map_location="cpu", weights_only=False)
+    state = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
     return {"steps": state["step"], "images_seen": state["images_seen"],
             "cpu_hours": round(state["cpu_seconds"] / 3600, 3)}
 
@@ -172,9 +172,9 @@ def run_state(model: str) -> dict:
 def evaluate(models: list[str], threads: int, results: Path = RESULTS, images: int | None = None) -> None:
     results.mkdir(parents=True, exist_ok=True)
     for model in models:
-        weights = export(model)
+        weights = export(RUNS / model)
         log(f"{model}: {weights.name}; rate-distortion on Kodak")
-        row = {"model": model, "config": model_of(model), "weights": weights.name, **run_state(model)}
+        row = {"model": model, "config": model_of(model), "weights": weights.name, **run_state(RUNS / model)}
         row.update(rate_distortion(model, weights, threads, results, images))
         log(f"{model}: BD-rate vs JPEG {row['bd_rate_vs_jpeg']} %, BD-PSNR {row['bd_psnr_vs_jpeg']} dB; speed probes")
         row.update(probe(model_of(model), weights))

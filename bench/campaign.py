@@ -1,0 +1,99 @@
+"""The transform campaign's curve: Kodak BD-rate (real `.ssb` bytes) at the end of every stretch.
+
+    python bench/campaign.py evaluate runs/base-convhaar   # after a stretch's lr decay (minutes)
+    python bench/campaign.py table                          # bench/results/campaign.{json,md}
+
+Every session's stretch ends with a short lr decay (``ssic train --decay-cpu-hours``), so its last
+checkpoint is what the campaign could ship: ``evaluate`` exports it and measures it exactly as
+the pilots were measured (``bench/pilots.py``: Kodak, 6 qualities, BD-rate vs the JPEG anchors),
+one row per checkpoint. ``table`` puts the rows after those of the pilot runs the campaign
+continues, ordered by CPU-hours, with the gain of each stretch: the curve that says whether more
+CPU time still pays.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pilots
+
+ROOT = pilots.ROOT
+RESULTS = ROOT / "bench/results/campaign"
+# The pilot runs the campaign continues (their rows are in bench/results/pilots/).
+LINEAGE = ("ssic-convhaar", "ssic-convhaar@3.5h")
+
+
+def row_name(run: Path, steps: int) -> str:
+    return f"{run.name}-{steps}"
+
+
+def evaluate(run: Path, threads: int, results: Path = RESULTS, images: int | None = None) -> dict:
+    results.mkdir(parents=True, exist_ok=True)
+    state = pilots.run_state(run)
+    name = row_name(run, state["steps"])
+    weights = pilots.export(run)
+    pilots.log(f"{name}: {weights.name}, {state['cpu_hours']} CPU-h; rate-distortion on Kodak")
+    row = {"model": name, "run": run.name, "weights": weights.name, **state,
+           **pilots.rate_distortion(name, weights, threads, results, images)}
+    (results / f"{name}.row.json").write_text(json.dumps(row, indent=1) + "\n")
+    pilots.log(f"{name}: BD-rate vs JPEG {row['bd_rate_vs_jpeg']} %, vs WebP {row['bd_rate_vs_webp']} %")
+    return row
+
+
+def curve(rows: list[dict]) -> list[dict]:
+    """Rows ordered by CPU-hours, each with the BD-rate gained since the row before it."""
+    rows = sorted(rows, key=lambda r: r["cpu_hours"])
+    for before, row in zip([None] + rows, rows):
+        row["gain"] = None if before is None else round(row["bd_rate_vs_jpeg"] - before["bd_rate_vs_jpeg"], 2)
+    return rows
+
+
+def _pct(value) -> str:
+    return "—" if value is None else f"{value:+.1f} %"
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| run | CPU-h | images | BD-rate vs JPEG | gained | BD-rate vs WebP | q 8: bpp / PSNR |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        top = max(r["points"], key=lambda p: p["q"])
+        lines.append(f"| `{r['model']}` | {r['cpu_hours']:.2f} | {r['images_seen'] / 1e3:.0f} k | "
+                     f"{_pct(r['bd_rate_vs_jpeg'])} | {_pct(r['gain'])} | {_pct(r['bd_rate_vs_webp'])} | "
+                     f"{top['bpp']:.3f} / {top['psnr']:.2f} dB |")
+    return "\n".join(lines)
+
+
+def table(results: Path = RESULTS) -> str:
+    rows = [json.loads((pilots.RESULTS / f"{name}.row.json").read_text()) for name in LINEAGE]
+    rows += [json.loads(p.read_text()) for p in sorted(results.glob("*.row.json"))]
+    rows = curve(rows)
+    text = markdown(rows)
+    (ROOT / "bench/results/campaign.md").write_text(text + "\n")
+    (ROOT / "bench/results/campaign.json").write_text(json.dumps({"lineage": LINEAGE, "rows": rows}, indent=1) + "\n")
+    return text
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+    e = sub.add_parser("evaluate", help="export a run's last checkpoint and measure it on Kodak")
+    e.add_argument("run", type=Path, help="the campaign's run folder (holds last.pt)")
+    e.add_argument("--threads", type=int, default=2, help="torch threads for the Kodak run (default: %(default)s)")
+    e.add_argument("--images", type=int, help="only the first N Kodak images (a quick check, not a result)")
+    sub.add_parser("table", help="the curve: pilot rows + campaign rows -> bench/results/campaign.{json,md}")
+    args = ap.parse_args(argv)
+    if args.command == "evaluate":
+        if not (args.run / "last.pt").is_file():
+            sys.exit(f"campaign: {args.run} holds no last.pt")
+        run = args.run.resolve()
+        # A quick check on a few images is not a point of the curve: it stays in the run folder.
+        evaluate(run, args.threads, run / "quick-eval" if args.images else RESULTS, args.images)
+    else:
+        print(table())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
