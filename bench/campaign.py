@@ -2,13 +2,17 @@
 
     python bench/campaign.py evaluate runs/base-convhaar   # after a stretch's lr decay (minutes)
     python bench/campaign.py table                          # bench/results/campaign.{json,md}
+    python bench/campaign.py holdout WEIGHTS                # the held-out photos, ssic side only
 
 Every session's stretch ends with a short lr decay (``ssic train --decay-cpu-hours``), so its last
 checkpoint is what the campaign could ship: ``evaluate`` exports it and measures it exactly as
 the pilots were measured (``bench/pilots.py``: Kodak, 6 qualities, BD-rate vs the JPEG anchors),
 one row per checkpoint. ``table`` puts the rows after those of the pilot runs the campaign
 continues, ordered by CPU-hours, with the gain of each stretch: the curve that says whether more
-CPU time still pays.
+CPU time still pays. ``holdout`` measures a candidate on the held-out photos (``make
+bench-rd-holdout`` puts them in runs/holdout) against the classic curves of the last full
+held-out run (bench/results/rd_holdout.json, same photos), without re-running the classic
+encoders: a check between stretches, not a replacement for ``make bench-rd-holdout``.
 """
 from __future__ import annotations
 
@@ -75,6 +79,26 @@ def table(results: Path = RESULTS) -> str:
     return text
 
 
+def holdout(weights: Path, photos: Path, qualities=(1, 2, 3, 5, 6.5, 8)) -> dict:
+    """BD-rate of ``weights`` on the held-out photos vs the stored classic and ssic curves."""
+    import torch
+    torch.set_num_threads(2)
+    sys.path.insert(0, str(ROOT))
+    from bdrate import bd_rate_curves
+    from ssic_cli.evaluate import evaluate_files
+    from ssic_cli.weights import load_weights
+    files = sorted(photos.glob("*.png"))
+    if not files:
+        sys.exit(f"campaign: no photos in {photos} (make bench-rd-holdout makes them)")
+    results = evaluate_files(files, qualities, weights=load_weights(weights))["results"]
+    curve = [{"q": r["quality"], "bpp": r["bpp"], "psnr": r["psnr"]} for r in results]
+    stored = json.loads((ROOT / "bench/results/rd_holdout.json").read_text())["curves"]
+    out = {"weights": weights.name, "images": len(files), "curve": curve,
+           "bd_rate_vs": {k: round(float(bd_rate_curves(stored[k], curve)), 2) for k in ("jpeg", "webp", "jxl", "ssic")}}
+    (RESULTS / f"holdout-{weights.stem}.json").write_text(json.dumps(out, indent=1) + "\n")
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -83,6 +107,9 @@ def main(argv=None) -> int:
     e.add_argument("--threads", type=int, default=2, help="torch threads for the Kodak run (default: %(default)s)")
     e.add_argument("--images", type=int, help="only the first N Kodak images (a quick check, not a result)")
     sub.add_parser("table", help="the curve: pilot rows + campaign rows -> bench/results/campaign.{json,md}")
+    h = sub.add_parser("holdout", help="a candidate on the held-out photos vs the stored classic curves")
+    h.add_argument("weights", type=Path)
+    h.add_argument("--photos", type=Path, default=ROOT / "runs/holdout")
     args = ap.parse_args(argv)
     if args.command == "evaluate":
         if not (args.run / "last.pt").is_file():
@@ -90,6 +117,8 @@ def main(argv=None) -> int:
         run = args.run.resolve()
         # A quick check on a few images is not a point of the curve: it stays in the run folder.
         evaluate(run, args.threads, run / "quick-eval" if args.images else RESULTS, args.images)
+    elif args.command == "holdout":
+        print(json.dumps(holdout(args.weights, args.photos)["bd_rate_vs"]))
     else:
         print(table())
     return 0
