@@ -91,10 +91,11 @@ def holdout(weights: Path, photos: Path, qualities=(1, 2, 3, 5, 6.5, 8)) -> dict
     if not files:
         sys.exit(f"campaign: no photos in {photos} (make bench-rd-holdout makes them)")
     results = evaluate_files(files, qualities, weights=load_weights(weights))["results"]
-    curve = [{"q": r["quality"], "bpp": r["bpp"], "psnr": r["psnr"]} for r in results]
+    points = [{"q": r["quality"], "bpp": r["bpp"], "psnr": r["psnr"]} for r in results]
     stored = json.loads((ROOT / "bench/results/rd_holdout.json").read_text())["curves"]
-    out = {"weights": weights.name, "images": len(files), "curve": curve,
-           "bd_rate_vs": {k: round(float(bd_rate_curves(stored[k], curve)), 2) for k in ("jpeg", "webp", "jxl", "ssic")}}
+    out = {"weights": weights.name, "images": len(files), "curve": points,
+           "bd_rate_vs": {k: round(float(bd_rate_curves(stored[k], points)), 2) for k in ("jpeg", "webp", "jxl", "ssic")}}
+    RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"holdout-{weights.stem}.json").write_text(json.dumps(out, indent=1) + "\n")
     return out
 
