@@ -1,7 +1,7 @@
 """The transform campaign's curve: Kodak BD-rate (real `.ssb` bytes) at the end of every stretch.
 
     python bench/campaign.py evaluate runs/base-convhaar   # after a stretch's lr decay (minutes)
-    python bench/campaign.py table                          # bench/results/campaign.{json,md}
+    python bench/campaign.py table                          # bench/results/campaign.{json,md,png}
     python bench/campaign.py holdout WEIGHTS                # the held-out photos, ssic side only
 
 Every session's stretch ends with a short lr decay (``ssic train --decay-cpu-hours``), so its last
@@ -69,6 +69,31 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# The previous generation's campaign (ssic-tiny → ssic-tiny2, one run on 2 cores; Kodak BD-rate vs
+# JPEG of each shipment, 8 qualities, as published in README on 2026-12-02): the curve to beat.
+TINY2_CAMPAIGN = ((3.46, 18.7), (5.17, 2.1), (7.79, -10.2), (10.6, -16.1), (13.7, -19.6), (16.4, -21.2))
+WEBP = -34.2      # Kodak BD-rate vs JPEG of WebP measured by bench/rd_kodak.py (the must-target)
+
+
+def plot(rows: list[dict], out: Path) -> None:
+    """BD-rate vs CPU-hours: this campaign against the previous generation's."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    ax.plot([r["cpu_hours"] for r in rows], [r["bd_rate_vs_jpeg"] for r in rows], "o-", label="ssic-convhaar (pilot → campaign)")
+    ax.plot(*zip(*TINY2_CAMPAIGN), "s--", color="grey", label="ssic-tiny2 campaign (previous weights)")
+    ax.axhline(WEBP, color="tab:red", lw=0.8, ls=":", label=f"WebP ({WEBP:+.1f} %): must-target")
+    ax.axhline(0, color="black", lw=0.5)
+    ax.set_xlabel("training CPU-hours (process CPU time, 2-core EPYC)")
+    ax.set_ylabel("Kodak BD-rate vs JPEG (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 def table(results: Path = RESULTS) -> str:
     rows = [json.loads((pilots.RESULTS / f"{name}.row.json").read_text()) for name in LINEAGE]
     rows += [json.loads(p.read_text()) for p in sorted(results.glob("*.row.json"))]
@@ -76,6 +101,7 @@ def table(results: Path = RESULTS) -> str:
     text = markdown(rows)
     (ROOT / "bench/results/campaign.md").write_text(text + "\n")
     (ROOT / "bench/results/campaign.json").write_text(json.dumps({"lineage": LINEAGE, "rows": rows}, indent=1) + "\n")
+    plot(rows, ROOT / "bench/results/campaign.png")
     return text
 
 

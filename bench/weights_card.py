@@ -1,7 +1,7 @@
-"""Measure the shipped weights on Kodak with real bitstreams and write their card.
+"""Measure the default weights on Kodak with real bitstreams and write the weights cards.
 
 Writes ``weights/<name>.json`` (read back by ``ssic_cli.weights.load_weights`` as part of the
-card) and ``weights/README.md``.
+card), a card ``weights/<name>.md`` for every shipped weights file, and ``weights/README.md``.
 
     python bench/weights_card.py [--images 24] [--qualities 1 2 3 4 5 6 7 8]
 """
@@ -27,6 +27,7 @@ def main(argv=None) -> int:
     ap.add_argument("--images", type=int, default=24)
     ap.add_argument("--qualities", type=float, nargs="+", default=[1, 2, 3, 4, 5, 6, 7, 8])
     ap.add_argument("--curve", type=Path, help="training log.jsonl to summarise in the card")
+    ap.add_argument("--campaign", type=Path, help="bench/campaign.py table result (campaign.json) to show as the curve")
     ap.add_argument("--from-rd", type=Path, help="take the Kodak table from a bench/rd_kodak.py result "
                     "(its 'ssic' curve, measured with these weights) instead of measuring again")
     args = ap.parse_args(argv)
@@ -44,21 +45,29 @@ def main(argv=None) -> int:
         kodak = [{"quality": p["q"], "bpp": round(p["bpp"], 4), "psnr": round(p["psnr"], 3),
                   "encode_s": round(p["enc_s"], 3), "decode_s": round(p["dec_s"], 3)} for p in rd["curves"]["ssic"]]
         files = files[: rd["meta"]["images"]]
+        measured = rd["meta"]["date"][:10]
     else:
+        measured = time.strftime("%Y-%m-%d")
         ev = evaluate_files(files, args.qualities)
         kodak = [{"quality": r["quality"], "bpp": round(r["bpp"], 4), "psnr": round(r["psnr"], 3),
                   "encode_s": round(r["encode_s"], 3), "decode_s": round(r["decode_s"], 3)} for r in ev["results"]]
-    card = {"kodak": kodak, "kodak_images": len(files), "kodak_measured": time.strftime("%Y-%m-%d"),
+    card = {"kodak": kodak, "kodak_images": len(files), "kodak_measured": measured,
             "kodak_protocol": "mean over images of whole-file .ssb bpp and RGB PSNR (8-bit), one group, "
                               f"{platform.machine()} 2 threads, torch {torch.__version__}",
             "eval_seconds": round(time.time() - t0, 1)}
     if args.curve and args.curve.exists():
         recs = [json.loads(line) for line in args.curve.read_text().splitlines()]
         card["training_curve"] = [r for r in recs if "eval" in r]
+    if args.campaign:
+        card["campaign"] = json.loads(args.campaign.read_text())["rows"]
     lm.path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
-    full = {**lm.card, **card}
-    (lm.path.parent / "README.md").write_text(render(lm.path.name, full))
-    print(render(lm.path.name, full))
+    cards = {}
+    for path in sorted(lm.path.parent.glob("ssic-*.pt")):
+        full = {**load_weights(path).card, **(card if path == lm.path else {})}   # the cache holds the old sidecar
+        cards[path.name] = full
+        path.with_suffix(".md").write_text(render(path.name, full, full.get("campaign")))
+    (lm.path.parent / "README.md").write_text(index(lm.path.name, cards))
+    print((lm.path.parent / "README.md").read_text())
     return 0
 
 
@@ -96,32 +105,46 @@ def tuning_row(card: dict) -> str:
             f"`{card['transforms_from']}` |\n")
 
 
-# How the shipped weights came to be: a campaign fact the checkpoint cannot know.
-HISTORY = ("batch 16, then 8 from step 654; lr 3e-4 with ×0.1 for steps 7,000–8,286, 11,200–12,366 and "
-           "17,400–19,122 (one drop before each shipment, back to 3e-4 on resuming, to step 20,171), then "
-           "lr 1e-4 with ×0.1 for 24,500–26,590 and from 33,400 (back to 1e-4 in between); `ssic-tiny` until "
-           "step 8,837, then grown into `ssic-tiny2`: the new conv blocks start as the identity, new optimiser; "
-           "from step 35,488 (on a 2-core AVX-512/AMX EPYC) batch 16, bf16 autocast for the transforms, "
-           "new optimiser, lr 1e-4 with ×0.1 from 39,500")
+# How each shipped generation came to be: campaign facts a checkpoint cannot know.
+STORY = {
+    "ssic-tiny2p": {
+        "data": "2,068 photo crops of 256×256 (the shared training set), random 128² crops + flips; random "
+                "irregular group masks (half single-group)",
+        "history": "batch 16, then 8 from step 654; lr 3e-4 with ×0.1 for steps 7,000–8,286, 11,200–12,366 and "
+                   "17,400–19,122 (one drop before each shipment, back to 3e-4 on resuming, to step 20,171), then "
+                   "lr 1e-4 with ×0.1 for 24,500–26,590 and from 33,400 (back to 1e-4 in between); `ssic-tiny` until "
+                   "step 8,837, then grown into `ssic-tiny2`: the new conv blocks start as the identity, new "
+                   "optimiser; from step 35,488 (on a 2-core AVX-512/AMX EPYC) batch 16, bf16 autocast for the "
+                   "transforms, new optimiser, lr 1e-4 with ×0.1 from 39,500",
+        "machine": "2-core EPYC: AVX2 and fp32 to step 35,488, then AVX-512/AMX and bf16; shared with development work",
+    },
+    "ssic-convhaar": {
+        "data": "2,655 photo crops of 256×256 (`../shared/data/train` with `more/`), random 128² crops in all 8 "
+                "flips and 90° turns; half the samples one group, half 2–5 random irregular groups",
+        "history": "batch 16 (the pilot: one process, one thread, 1.5 CPU-hours, lr 3e-4 after 300 warm-up steps, "
+                   "×0.1 over the last 15 %; trained on to 3.5 CPU-hours on the same schedule shape), then the "
+                   "campaign: 2 DistributedDataParallel ranks of one thread, batch 8 each, lr back at 3e-4 on every "
+                   "resume and ×0.1 over the last 0.3 CPU-hours of each session's stretch",
+        "machine": "2-core AMD EPYC with AVX-512, bf16 autocast for the transforms",
+    },
+}
 
 
-def render(name: str, card: dict) -> str:
+def render(name: str, card: dict, campaign: "list[dict] | None" = None) -> str:
+    story = STORY[card["model_id"]]
     opts = card.get("training_options", {})
     rows = "\n".join(f"| {r['quality']:g} | {r['bpp']:.4f} | {r['psnr']:.2f} | {r['encode_s']:.2f} | {r['decode_s']:.2f} |"
                      for r in card["kodak"])
-    curve = "\n".join(f"| {r['step']} | {r['images']} | " + " | ".join(f"{v[0]:.3f} / {v[1]:.2f}" for v in r["eval"].values()) + " |"
-                      for r in card.get("training_curve", []))
     drops = "".join(f", ×0.1 from step {d:,}" for d in ast.literal_eval(opts.get("lr_drops", "()")))  # stored as str
-    qs = " | ".join(f"{q}" for q in (card.get("training_curve") or [{"eval": {}}])[-1]["eval"].keys())
-    return f"""# Shipped weights: `{name}`
+    return f"""# Weights `{name}`
 
 | | |
 |---|---|
 | architecture | {architecture(card['model_id'])} |
 | parameters | {card['parameters']:,} (transform weights stored as float16, entropy tables and gains float32) |
-| data | 2,068 photo crops of 256×256 (the shared training set), random 128² crops + flips; random irregular group masks (half single-group) |
-| steps (transforms) | {card['steps']:,} steps, {card['images_seen']:,} images seen — {HISTORY} |
-| CPU time (transforms) | {card['cpu_hours']} CPU-hours (process CPU time; 2-core EPYC: AVX2 and fp32 to step 35,488, then AVX-512/AMX and bf16; shared with development work) |
+| data | {story['data']} |
+| steps (transforms) | {card['steps']:,} steps, {card['images_seen']:,} images seen — {story['history']} |
+| CPU time (transforms) | {card['cpu_hours']} CPU-hours (process CPU time; {story['machine']}) |
 | optimiser (last stretch) | Adam, lr {opts.get('lr', '?')} after {opts.get('warmup_steps', '?')} warm-up steps{drops}, grad-norm clip 1.0 |
 {tuning_row(card)}
 ## Kodak, real bitstreams
@@ -133,15 +156,46 @@ Times are medians per image (entropy coding included, file I/O excluded).
 |---|---|---|---|---|
 {rows}
 
-## Training curve (periodic real-bitstream evaluation on 4 Kodak images: bpp / PSNR)
+{training_curve(card, campaign)}"""
 
-| step | images | {qs} |
-|---|---|{'---|' * max(1, len(qs.split('|')))}
-{curve}
 
-Where these weights stand against classic codecs (BD-rate on Kodak) is in the top-level README;
-the run is far from converged. Regenerate this card with
-`python bench/weights_card.py --from-rd bench/results/rd_kodak.json --curve bench/results/training_log.jsonl`.
+def training_curve(card: dict, campaign: "list[dict] | None") -> str:
+    """The campaign table (Kodak BD-rate after each stretch) if given, else the periodic evaluation."""
+    if campaign:
+        rows = "\n".join(f"| {r['model']} | {r['cpu_hours']:.2f} | {r['images_seen']:,} | {r['bd_rate_vs_jpeg']:+.1f} % |"
+                         for r in campaign)
+        return ("## Training curve (24 Kodak images, real bytes, q 1, 2, 3, 5, 6.5, 8, after each stretch's decay; "
+                "`bench/campaign.py`)\n\n| run | CPU-hours | images | BD-rate vs JPEG |\n|---|---:|---:|---:|\n" + rows + "\n")
+    evals = card.get("training_curve", [])
+    if not evals:
+        return ""
+    qs = " | ".join(f"{q}" for q in evals[-1]["eval"].keys())
+    curve = "\n".join(f"| {r['step']} | {r['images']} | " + " | ".join(f"{v[0]:.3f} / {v[1]:.2f}" for v in r["eval"].values())
+                      + " |" for r in evals)
+    return (f"## Training curve (periodic real-bitstream evaluation on 4 Kodak images: bpp / PSNR)\n\n"
+            f"| step | images | {qs} |\n|---|---|{'---|' * max(1, len(qs.split('|')))}\n{curve}\n")
+
+
+def index(default: str, cards: dict[str, dict]) -> str:
+    """weights/README.md: which weights ``ssic encode`` uses and which are kept for old files."""
+    rows = "\n".join(
+        f"| [`{name}`]({Path(name).stem}.md) | `{c['model_id']}` | {'**default** (encode)' if name == default else 'decodes files made with it'} "
+        f"| {c['cpu_hours']} | {c['kodak'][0]['bpp']:.3f} / {c['kodak'][0]['psnr']:.2f} | {c['kodak'][-1]['bpp']:.3f} / {c['kodak'][-1]['psnr']:.2f} |"
+        for name, c in sorted(cards.items(), key=lambda kv: kv[0] != default))
+    return f"""# Shipped weights
+
+`ssic encode` uses the default (`DEFAULT_WEIGHTS` in `ssic_cli/weights.py`). `ssic decode` loads the
+weights a file names, so every file made by an earlier release still decodes: shipped weights
+are never removed (`tests/golden/<weights>/` holds files made with each; CI decodes them).
+`--weights` or `$SSIC_WEIGHTS` choose other weights (a file made with other weights is refused).
+
+| weights (card) | model | role | CPU-hours | Kodak q 1: bpp / dB | q 8: bpp / dB |
+|---|---|---|---:|---:|---:|
+{rows}
+
+Regenerate the cards with `python bench/weights_card.py --from-rd bench/results/rd_kodak.json
+--campaign bench/results/campaign.json` (the default's card from the last Kodak run; the others
+from their stored measurements).
 """
 
 

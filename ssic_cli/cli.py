@@ -348,7 +348,8 @@ decodable here, sealed without a key, extracted away, or shown scrambled).
               help="Key for sealed or scrambled groups; repeat to try several.")
 @click.option("--passphrase-env", "passphrase_envs", multiple=True, metavar="VAR",
               help="Environment variable holding a passphrase; repeat to try several.")
-@click.option("--weights", type=click.Path(path_type=Path), help="Codec weights (default: the shipped ones).")
+@click.option("--weights", type=click.Path(path_type=Path),
+              help="Codec weights (default: the shipped weights the file was made with).")
 @click.option("--allow-missing", is_flag=True,
               help="Exit 0 even when some wanted groups could not be decoded (default: exit 4).")
 @click.option("-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True,
@@ -553,7 +554,7 @@ Examples:
 @click.option("--data", type=click.Path(file_okay=False, path_type=Path), help="Folder of training images (recursive).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run folder (checkpoints, log.jsonl).")
 @click.option("--model", "model_id",
-              help="Architecture of a new run (default: the shipped one, ssic-tiny2p).")
+              help="Architecture of a new run (default: the shipped one, ssic-convhaar).")
 @click.option("--crop", type=click.IntRange(128, 1024), default=128, show_default=True, help="Crop size (multiple of 128).")
 @click.option("--batch", type=click.IntRange(1, 1024), default=16, show_default=True)
 @click.option("--lr", type=float, default=3e-4, show_default=True)
@@ -573,7 +574,7 @@ Examples:
 @click.option("--eval-minutes", type=float, default=30.0, show_default=True)
 @click.option("--log-every", type=click.IntRange(1), default=50, show_default=True, help="Steps between log records.")
 @click.option("--init", type=click.Path(dir_okay=False, path_type=Path),
-              help="Start a new run from a weights file (e.g. weights/ssic-tiny2p-*.pt) of --model, or of an "
+              help="Start a new run from a weights file (e.g. weights/ssic-convhaar-*.pt) of --model, or of an "
                    "architecture with exactly its parameters (ssic-tiny2p weights can start ssic-tinyhaar); "
                    "ignored when --out has a checkpoint.")
 @click.option("--threads", type=int, default=0, help="torch threads (0: default).")

@@ -33,7 +33,7 @@ from .mask import GroupMask
 from .model import entropy as em
 from .model.layers import PAD_KEY
 from .model.transforms import keys_at_scale, touched
-from .weights import LoadedModel, load_weights
+from .weights import LoadedModel, load_weights, weights_for_file
 
 BACKGROUNDS = {"transparent": None, "gray": 128, "black": 0, "white": 255}
 
@@ -528,7 +528,7 @@ def _select_groups(hdr: container.SsbHeader, groups: Optional[list[str]]) -> lis
 
 
 def _matching_weights(hdr: container.SsbHeader, weights) -> LoadedModel:
-    lm = load_weights(weights)
+    lm = load_weights(weights_for_file(hdr.model_id, hdr.weights_hash, weights))
     if hdr.model_id != lm.model_id or hdr.weights_hash != lm.weights_hash:
         raise WeightsMismatchError(
             f"file was made with weights {hdr.model_id}/{hdr.weights_hash.hex()[:8]}, loaded "

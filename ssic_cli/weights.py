@@ -3,6 +3,10 @@
 A weights file is ``weights/<model id>-<sha256[:8]>.pt`` holding ``{"model_id", "config",
 "state_dict", "card"}``. The container stores the model id and the first 16 bytes of the
 file's SHA-256, and decoding refuses a file made with other weights.
+
+``weights/`` keeps every generation that has shipped: encoding uses ``DEFAULT_WEIGHTS``, and
+decoding, unless told otherwise, loads the weights the file names, so files made by an earlier
+release still decode after the default moves on.
 """
 from __future__ import annotations
 
@@ -22,6 +26,8 @@ from .model.ssic import config_dict
 WEIGHTS_ENV = "SSIC_WEIGHTS"
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "weights"
 HASH_BYTES = 16
+# What ``ssic encode`` uses. Older shipped weights stay beside it so their files keep decoding.
+DEFAULT_WEIGHTS = "ssic-convhaar-9bed17fd.pt"
 
 
 @dataclass
@@ -42,13 +48,24 @@ def file_hash(path: Path) -> bytes:
 
 
 def default_weights_path() -> Path:
+    """The weights to encode with: ``$SSIC_WEIGHTS`` if set, else the shipped default."""
     env = os.environ.get(WEIGHTS_ENV)
     if env:
         return Path(env)
-    found = sorted(DEFAULT_DIR.glob("ssic-*.pt"))
-    if not found:
-        raise SsicError(f"no weights found in {DEFAULT_DIR}; pass --weights or set {WEIGHTS_ENV}")
-    return found[-1]
+    path = DEFAULT_DIR / DEFAULT_WEIGHTS
+    if not path.is_file():
+        raise SsicError(f"shipped weights {path} are missing; pass --weights or set {WEIGHTS_ENV}")
+    return path
+
+
+def weights_for_file(model_id: str, weights_hash: bytes, chosen=None) -> "Path | LoadedModel | None":
+    """The weights to decode a file with: those the caller chose (argument or ``$SSIC_WEIGHTS``),
+    else the shipped weights the file names if this install has them, else the default (which
+    the caller's hash check then refuses with a message naming both)."""
+    if chosen is not None or os.environ.get(WEIGHTS_ENV):
+        return chosen
+    named = DEFAULT_DIR / f"{model_id}-{weights_hash.hex()[:8]}.pt"
+    return named if named.is_file() else None
 
 
 _CACHE: dict[Path, LoadedModel] = {}

@@ -38,3 +38,4 @@ def test_table_starts_from_the_pilot_lineage(tmp_path, monkeypatch):
     assert [line.split("|")[1].strip() for line in text.splitlines()[2:]] == ["`p`", "`p@3.5h`", "`base-100`"]
     saved = json.loads((tmp_path / "bench/results/campaign.json").read_text())
     assert [r["gain"] for r in saved["rows"]] == [None, -22.0, -4.0]
+    assert (tmp_path / "bench/results/campaign.png").stat().st_size > 5000     # the curve, drawn

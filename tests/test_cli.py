@@ -170,24 +170,25 @@ def test_exif_rotation_is_applied(tmp_path, kodak, capsys):
 
 # ----- incomplete decodes: exit status 4 unless --allow-missing ------------------------------------
 GOLDEN = EXAMPLES.parent / "tests" / "golden"
+OLD_FILES = GOLDEN / "ssic-tiny2p-307dfd71"          # made by an earlier release; still decode
 
 
 def test_sealed_group_without_key_writes_the_rest_and_exits_4(tmp_path, capsys):
     dst = tmp_path / "street.png"
-    code, _, err = run(capsys, "decode", GOLDEN / "protected-q8.ssb", "-o", dst)
+    code, _, err = run(capsys, "decode", OLD_FILES / "protected-q8.ssb", "-o", dst)
     assert code == 4 and dst.exists()
     assert "'face' is sealed" in err and "incomplete: 2 wanted group(s) missing" in err and "Warning" not in err
     assert Image.open(dst).mode == "RGBA"
-    assert run(capsys, "decode", GOLDEN / "protected-q8.ssb", "-o", dst, "--allow-missing")[0] == 0
-    code, _, err = run(capsys, "decode", GOLDEN / "protected-q8.ssb", "-o", dst, "--key-file", GOLDEN / "golden.key")
+    assert run(capsys, "decode", OLD_FILES / "protected-q8.ssb", "-o", dst, "--allow-missing")[0] == 0
+    code, _, err = run(capsys, "decode", OLD_FILES / "protected-q8.ssb", "-o", dst, "--key-file", GOLDEN / "golden.key")
     assert code == 0 and "incomplete" not in err
-    code, _, _ = run(capsys, "decode", GOLDEN / "protected-q8.ssb", "-o", dst, "--groups", "background")
+    code, _, _ = run(capsys, "decode", OLD_FILES / "protected-q8.ssb", "-o", dst, "--groups", "background")
     assert code == 0                                       # only what was asked for counts
 
 
 def test_intact_section_that_does_not_decode_is_not_called_damaged(tmp_path, capsys):
     from ssic_cli import container
-    ssb = container.read_ssb((GOLDEN / "multi-q1.ssb").read_bytes())
+    ssb = container.read_ssb((OLD_FILES / "multi-q1.ssb").read_bytes())
     sections = [ssb.section(i) for i in range(len(ssb.header.groups))]
     words = bytearray(sections[1])
     words[len(words) // 2] ^= 0x5A                        # as if another machine's arithmetic had read it

@@ -121,6 +121,25 @@ def test_mismatched_weights_refuse_to_decode(kodak, loaded):
         codec.decode(data, weights=other)
 
 
+def test_a_file_naming_weights_this_install_lacks_is_refused_naming_them(kodak):
+    from dataclasses import replace
+    ssb = container.read_ssb(codec.encode(crop(kodak, 64, 64), single_group(64, 64), 4.0))
+    forged = container.dump_ssb(replace(ssb.header, weights_hash=bytes(range(16))),
+                                [ssb.section(i) for i in range(len(ssb.header.groups))])
+    with pytest.raises(WeightsMismatchError, match=r"made with weights ssic-[a-z0-9]+/00010203, loaded"):
+        codec.decode(forged)
+
+
+def test_decoding_finds_the_files_own_weights_unless_the_user_chose(loaded, monkeypatch):
+    from ssic_cli.weights import WEIGHTS_ENV, weights_for_file
+    monkeypatch.delenv(WEIGHTS_ENV, raising=False)
+    assert weights_for_file(loaded.model_id, loaded.weights_hash) == loaded.path
+    assert weights_for_file(loaded.model_id, bytes(16)) is None          # not shipped: the default, refused later
+    assert weights_for_file(loaded.model_id, loaded.weights_hash, "mine.pt") == "mine.pt"
+    monkeypatch.setenv(WEIGHTS_ENV, "mine.pt")
+    assert weights_for_file(loaded.model_id, loaded.weights_hash) is None  # load_weights reads $SSIC_WEIGHTS
+
+
 @pytest.mark.parametrize("size", [(1, 1), (17, 33), (33, 17), (130, 257)])
 def test_odd_sizes(kodak, size):
     h, w = size

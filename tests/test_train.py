@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from ssic_cli.cli import main
+from ssic_cli.model import DEFAULT_MODEL
 from ssic_cli.train import TrainOptions, lr_at, random_group_blocks
 
 from .conftest import ROOT, crop
@@ -47,7 +48,7 @@ def test_train_resume_and_export(tmp_path, data_dir, capsys):
     assert steps == [1, 2, 3]
     wdir = tmp_path / "weights"
     assert main(["train", "--out", str(out), "--export", str(wdir)]) == 0
-    (path,) = wdir.glob("ssic-tiny2p-*.pt")
+    (path,) = wdir.glob(f"{DEFAULT_MODEL}-*.pt")
     from ssic_cli import codec
     from ssic_cli.mask import single_group
     from ssic_cli.weights import load_weights

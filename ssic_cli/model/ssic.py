@@ -1,4 +1,8 @@
-"""The ssic codec model: GI Swin transforms + per-group mean-scale hyperprior + ChARM.
+"""The ssic codec model: group-independent transforms + per-group mean-scale hyperprior + ChARM.
+
+The transforms are a named config: the shipped ``ssic-convhaar`` (group-masked dense 3×3
+residual blocks, fixed Haar shortcuts around every resampling) or the earlier ``ssic-tiny2p``
+(GI Swin blocks; kept so that files made with its weights still decode).
 
 ::
 
@@ -65,6 +69,7 @@ class ModelConfig:
 
 
 MODEL_CONFIGS = {
+    # The previous shipped generation (weights ssic-tiny2p-307dfd71, kept so its files decode):
     # GI Swin transforms with group-masked depthwise 3×3 conv blocks after the 1/8, 1/4 and 1/2
     # synthesis stages (against the seams of pixel-shuffle upsampling), and the integer-exact
     # entropy-parameter path ("p" for portable). Its transforms are those of the earlier float
@@ -76,7 +81,8 @@ MODEL_CONFIGS = {
     # … with a wider latent for the high rates (M = 320, CompressAI's choice above q 5)
     "ssic-conv320": ModelConfig(dims=(96, 128, 192, 320), depths=(1, 1, 1, 1), kinds=("res",) * 4,
                                 latent=320, slices=10),
-    # … with fixed Haar-wavelet shortcuts around every resampling stage (AuxT, ICLR 2025)
+    # … with fixed Haar-wavelet shortcuts around every resampling stage (AuxT, ICLR 2025): the
+    # pilots' winner, trained on by the campaign and shipped
     "ssic-convhaar": ModelConfig(dims=(96, 128, 160, 192), depths=(1, 1, 1, 1), kinds=("res",) * 4,
                                  haar=True),
     # … with simplified GDN after every down-sampling (inverse GDN before every up-sampling)
@@ -90,7 +96,7 @@ MODEL_CONFIGS = {
     "ssic-convhaarswin": ModelConfig(dims=(96, 128, 160, 192), depths=(1, 1, 2, 2),
                                      kinds=("res", "res", "swin", "swin"), heads=(2, 4, 5, 6), haar=True),
 }
-DEFAULT_MODEL = "ssic-tiny2p"       # what new training runs build
+DEFAULT_MODEL = "ssic-convhaar"     # what new training runs build (the shipped architecture)
 
 
 def full_precision(like: torch.Tensor):

@@ -1,7 +1,9 @@
-"""Regenerate the golden .ssb files and their manifest (only when the format or the shipped
-weights change on purpose: the golden test exists to catch changes that break old files).
+"""Make the golden .ssb files of the shipped weights: one set per weights file that ever shipped,
+in ``tests/golden/<weights name>/`` with its manifest. A new set is made when new weights ship;
+an existing set is never rewritten (the golden test exists to catch changes that break files
+already in users' hands) unless a new format version retires it (``--force``).
 
-    python tests/golden/make_golden.py
+    python tests/golden/make_golden.py            # the set of the default weights
 
 Each file is small (a few kB) and covers a different path: several irregular groups at the lowest
 quality; sealed and scrambled groups at the highest; a grayscale source at a fractional quality.
@@ -11,8 +13,10 @@ or so between CPU kernel sets; the test allows ``PIXEL_BOUND``).
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -51,11 +55,23 @@ def _cases():
            GroupMask(16, np.zeros((4, 6), np.uint8), ["background"], ["background"]), 4.5, {}, {})
 
 
-def main() -> None:
+def golden_sets() -> list[Path]:
+    """The folders of golden files, one per shipped weights file."""
+    return sorted(p.parent for p in HERE.glob("*/manifest.json"))
+
+
+def main(argv=None) -> None:
     from ssic_cli import codec
     from ssic_cli.crypto import key_from_file
     from ssic_cli.weights import load_weights
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--force", action="store_true", help="rewrite an existing set (new format version only)")
+    args = parser.parse_args(argv)
     lm = load_weights()
+    out = HERE / lm.path.stem
+    if (out / "manifest.json").exists() and not args.force:
+        sys.exit(f"{out} exists: golden files of shipped weights are not rewritten (--force for a new format version)")
+    out.mkdir(exist_ok=True)
     key_path = HERE / KEY_FILE
     if not key_path.exists():
         key_path.write_bytes(bytes(range(32)))
@@ -64,18 +80,18 @@ def main() -> None:
     for name, rgb, channels, mask, quality, seal, scramble in _cases():
         data = codec.encode(np.ascontiguousarray(rgb), mask, quality, channels=channels, weights=lm,
                             seal={g: key for g in seal}, scramble={g: key for g in scramble})
-        (HERE / name).write_bytes(data)
+        (out / name).write_bytes(data)
         keys = [key] if seal or scramble else []
         latents = codec.decode_latents(data, weights=lm, keys=keys)
         image = codec.decode(data, weights=lm, keys=keys).image
         png = name.replace(".ssb", ".png")
-        image.save(HERE / png)
+        image.save(out / png)
         files.append({"file": name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
                       "keys": [KEY_FILE] if keys else [], "pixels": png,
                       "pixels_sha256": hashlib.sha256(np.asarray(image).tobytes()).hexdigest(),
                       "latents": {g: latent_digest(v) for g, v in latents.items()}})
     manifest = {"model_id": lm.model_id, "weights_hash": lm.weights_hash.hex(), "files": files}
-    (HERE / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     print(json.dumps(manifest, indent=1))
 
 
