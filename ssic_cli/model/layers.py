@@ -273,10 +273,6 @@ class GroupConv3x3(nn.Conv2d):
             rows = inside.any(2).any(0).nonzero().squeeze(1)
             cols = inside.any(1).any(0).nonzero().squeeze(1)
             box = (slice(None), slice(None), slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
-            if len(holders) == len(xc):                 # every sample: views, not gathered copies
-                mask = inside.unsqueeze(1).to(xc.dtype)[box]
-                out[box] += (super().forward(xc[box] * mask) * mask).to(out.dtype)
-                continue
             mask = inside[holders].unsqueeze(1).to(xc.dtype)[box]
             part = super().forward(xc[holders][box] * mask) * mask
             window = out[holders]
