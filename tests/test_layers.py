@@ -1,6 +1,7 @@
 """Group-independent layers: what a group's features become never depends on another group."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from ssic_cli.model.layers import PAD_KEY, GIConvBlock, GroupConv3x3, HaarDown, HaarUp, pixel_unshuffle
@@ -116,3 +117,40 @@ def test_simplified_gdn_acts_on_each_position_alone():
     moved = x.clone()
     moved[0, 0, 0] = 100.0                                                   # another position changes
     assert torch.equal(gdn(moved)[0, 1:], y[0, 1:])
+
+
+@pytest.mark.parametrize("cin, cout", [(96, 3), (12, 3), (128, 96), (192, 160), (40, 8), (300, 64)])
+def test_haar_up_adds_the_inverse_bands_of_its_matrix(cin, cout):
+    """The butterfly (wide outputs) and the small product (narrow ones) both add exactly the
+    dense inverse-Haar matrix's product: ±½ on the first min(cin, 4·cout) channels."""
+    from ssic_cli.model.layers import _haar_matrix
+    up = HaarUp(cin, cout)
+    x = torch.randn(2, 3, 5, cin, dtype=torch.float64)
+    used = min(cin, 4 * cout)
+    bands = x[..., :used] @ _haar_matrix(cout)[:used].double()
+    assert torch.equal(up.add_to(torch.zeros_like(bands), x), bands)
+    start = torch.randn_like(bands)
+    added = up.add_to(start.clone(), x)                                      # in place, into what is there
+    assert torch.allclose(added, start + bands, atol=1e-12)
+
+
+@pytest.mark.parametrize("cin, cout", [(3, 96), (96, 128), (160, 192), (16, 100), (32, 64)])
+def test_haar_down_gives_the_bands_of_its_matrix(cin, cout):
+    """Whole or from shared patches: the Haar bands, LL first, cut or zero-padded to cout."""
+    from ssic_cli.model.layers import _haar_matrix
+    x = torch.randn(2, 4, 6, cin, dtype=torch.float64)
+    rows = _haar_matrix(cin)[:cout].double()
+    want = torch.nn.functional.pad(pixel_unshuffle(x) @ rows.t(), (0, cout - rows.shape[0]))
+    assert torch.allclose(HaarDown(cin, cout)(x), want, atol=1e-12)
+    assert torch.equal(HaarDown(cin, cout).project(pixel_unshuffle(x)), HaarDown(cin, cout)(x))
+
+
+def test_upsample_shortcut_is_the_sum_of_both_shuffles():
+    """Adding the Haar shortcut before the one shuffle equals shuffling both and adding."""
+    from ssic_cli.model.layers import Upsample, pixel_shuffle
+    up, haar = Upsample(16, 8), HaarUp(16, 8)
+    h, y = torch.randn(1, 4, 6, 16), torch.randn(1, 4, 6, 16)
+    with torch.no_grad():
+        fused = up(h, (haar, y))
+        separate = pixel_shuffle(up.proj(h)) + haar(y)
+    assert torch.allclose(fused, separate, atol=1e-6)

@@ -211,18 +211,27 @@ class Downsample(nn.Module):
         self.proj = nn.Linear(4 * cin, cout)
 
     def forward(self, x):
-        return self.proj(pixel_unshuffle(x))
+        return self.project(pixel_unshuffle(x))
+
+    def project(self, patches: torch.Tensor) -> torch.Tensor:
+        """From already pixel-unshuffled patches (shared with a ``HaarDown`` beside it)."""
+        return self.proj(patches)
 
 
 class Upsample(nn.Module):
-    """1×1 projection + pixel-shuffle ×2."""
+    """1×1 projection + pixel-shuffle ×2; ``shortcut`` (a ``HaarUp`` and its input) is added
+    before the shuffle, which is a permutation: one shuffle instead of two."""
 
     def __init__(self, cin: int, cout: int):
         super().__init__()
         self.proj = nn.Linear(cin, 4 * cout)
 
-    def forward(self, x):
-        return pixel_shuffle(self.proj(x))
+    def forward(self, x, shortcut: tuple[nn.Module, torch.Tensor] | None = None):
+        coeffs = self.proj(x)
+        if shortcut is not None:
+            haar, y = shortcut
+            coeffs = haar.add_to(coeffs, y)
+        return pixel_shuffle(coeffs)
 
 
 def keys_at_scale(block_keys: torch.Tensor, block_size: int, scale: int) -> torch.Tensor:
@@ -317,11 +326,13 @@ class GIResBlock(nn.Module):
     def __init__(self, dim: int):
         super().__init__()
         self.conv1 = GroupConv3x3(dim, dim)
-        self.act = nn.LeakyReLU(0.01)
+        self.act = nn.LeakyReLU(0.01, inplace=True)
         self.conv2 = GroupConv3x3(dim, dim)
 
     def forward(self, x: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(self.act(self.conv1(x, keys)), keys)
+        # In place on the convolutions' fresh outputs: at 1/2 scale every full-size copy is
+        # ~10 ms of a 0.6 s decode.
+        return self.conv2(self.act(self.conv1(x, keys)), keys).add_(x)
 
 
 class GIResStage(nn.Module):
@@ -335,10 +346,19 @@ class GIResStage(nn.Module):
         return x
 
 
+# Haar bands (rows: LL, LH, HL, HH) over the 4 positions of a 2×2 patch (pixel-unshuffle order).
+_HAAR_SIGNS = torch.tensor([[1, 1, 1, 1], [1, 1, -1, -1], [1, -1, 1, -1], [1, -1, -1, 1]], dtype=torch.float32)
+
+
+# Below this many output channels HaarUp runs as a small matrix product: the butterfly's
+# innermost loops would be that short (measured at 3 channels: 13× slower).
+_BUTTERFLY_MIN_CHANNELS = 16
+
+
 def _haar_matrix(channels: int) -> torch.Tensor:
     """(4C, 4C) orthonormal map from pixel-unshuffled 2×2 patches (channel-major: c·4 + position)
     to Haar bands, band-major (LL of every channel first, then LH, HL, HH)."""
-    bands = torch.tensor([[1, 1, 1, 1], [1, 1, -1, -1], [1, -1, 1, -1], [1, -1, -1, 1]], dtype=torch.float32) / 2
+    bands = _HAAR_SIGNS / 2
     m = torch.zeros(4 * channels, 4 * channels)
     for c in range(channels):
         for b in range(4):
@@ -351,7 +371,8 @@ class HaarDown(nn.Module):
     first, cut or zero-padded to cout (after AuxT, Li et al., ICLR 2025: a wavelet path beside the
     learned one keeps the transform well conditioned from the first step and speeds up training;
     AuxT also learns an orthogonal projection and per-subband scales, which this fixed one does
-    not)."""
+    not). A matrix product: a butterfly like ``HaarUp``'s measured no faster here, in coding or
+    in training."""
 
     def __init__(self, cin: int, cout: int):
         super().__init__()
@@ -359,19 +380,46 @@ class HaarDown(nn.Module):
         self.register_buffer("matrix", F.pad(m, (0, 0, 0, cout - m.shape[0])), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(pixel_unshuffle(x), self.matrix.to(x.dtype))
+        return self.project(pixel_unshuffle(x))
+
+    def project(self, patches: torch.Tensor) -> torch.Tensor:
+        """From pixel-unshuffled patches (N, H, W, 4·cin), shared with the ``Downsample`` beside it."""
+        return F.linear(patches, self.matrix.to(patches.dtype))
 
 
 class HaarUp(nn.Module):
-    """The transpose of ``HaarDown``: cin at 2s -> cout at s (first channels -> inverse Haar)."""
+    """The transpose of ``HaarDown``: cin at 2s -> cout at s (first channels -> inverse Haar).
+
+    ``add_to`` adds the inverse bands into pixel-unshuffled coefficients (an ``Upsample``'s, before
+    its shuffle), so a stage shuffles once. Wide outputs use a butterfly: the matrix is ±½ on 4
+    entries per output and zero elsewhere, and a dense product over it was a tenth of a decode;
+    a narrow one (the 3 colour channels) a small matrix product, where the butterfly's innermost
+    loops would be 3 long."""
 
     def __init__(self, cin: int, cout: int):
         super().__init__()
-        m = _haar_matrix(cout)[:cin]
-        self.register_buffer("matrix", F.pad(m, (0, 0, 0, cin - m.shape[0])).t().contiguous(), persistent=False)
+        self.cin, self.cout = cin, cout
+        self.used = min(cin, 4 * cout)                                   # input channels the bands take
+        narrow = cout < _BUTTERFLY_MIN_CHANNELS
+        self.register_buffer("signs", _HAAR_SIGNS / 2, persistent=False)
+        self.register_buffer("matrix", _haar_matrix(cout)[:self.used].contiguous() if narrow else None,
+                             persistent=False)
+
+    def add_to(self, coeffs: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """coeffs (N, H, W, 4·cout) += the inverse Haar of x (N, H, W, cin), in place; returns coeffs."""
+        if self.matrix is not None:
+            return coeffs.add_(x[..., :self.used] @ self.matrix.to(x.dtype))
+        per_position = coeffs.unflatten(-1, (self.cout, 4))              # channel-major: c·4 + position
+        for band in range(4):
+            first = band * self.cout
+            n = min(self.cout, self.used - first)                        # band's channels present in x
+            if n <= 0:
+                break
+            per_position[..., :n, :].addcmul_(x[..., first:first + n, None], self.signs[band].to(x.dtype))
+        return coeffs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return pixel_shuffle(F.linear(x, self.matrix.to(x.dtype)))
+        return pixel_shuffle(self.add_to(x.new_zeros(x.shape[:-1] + (4 * self.cout,)), x))
 
 
 class SimplifiedGDN(nn.Module):

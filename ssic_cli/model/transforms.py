@@ -47,9 +47,10 @@ class AnalysisTransform(nn.Module):
 
     def forward(self, x: torch.Tensor, block_keys: torch.Tensor, block_size: int) -> torch.Tensor:
         for i, (down, stage) in enumerate(zip(self.downs, self.stages)):
-            d = down(x) if self.gdn is None else self.gdn[i](down(x))
+            patches = pixel_unshuffle(x)                  # shared by the projection and the Haar shortcut
+            d = down.project(patches) if self.gdn is None else self.gdn[i](down.project(patches))
             y = stage(d, keys_at_scale(block_keys, block_size, 2 ** (i + 1)))
-            x = y + self.haar[i](x) if self.haar is not None else y
+            x = y + self.haar[i].project(patches) if self.haar is not None else y
         return x
 
 
@@ -81,7 +82,7 @@ class SynthesisTransform(nn.Module):
                 h = self.refine[str(scale)](h, keys)
             if self.igdn is not None:
                 h = self.igdn[i](h)
-            y = up(h) + self.haar[i](y) if self.haar is not None else up(h)
+            y = up(h, (self.haar[i], y) if self.haar is not None else None)
         return y
 
 
