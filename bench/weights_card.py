@@ -120,11 +120,13 @@ STORY = {
     },
     "ssic-convhaar": {
         "data": "2,655 photo crops of 256×256 (`../shared/data/train` with `more/`), random 128² crops in all 8 "
-                "flips and 90° turns; half the samples one group, half 2–5 random irregular groups",
+                "flips and 90° turns (from step 15,012: the whole 256² crops, in all 8); half the samples one "
+                "group, half 2–5 random irregular groups",
         "history": "batch 16 (the pilot: one process, one thread, 1.5 CPU-hours, lr 3e-4 after 300 warm-up steps, "
                    "×0.1 over the last 15 %; trained on to 3.5 CPU-hours on the same schedule shape), then the "
                    "campaign: 2 DistributedDataParallel ranks of one thread, batch 8 each, lr back at 3e-4 on every "
-                   "resume and ×0.1 over the last 0.3 CPU-hours of each session's stretch",
+                   "resume and ×0.1 over the last 0.3 CPU-hours of each session's stretch; from step 15,012 batch 4 per rank of "
+                   "256² crops (twice the pixels per step)",
         "machine": "2-core AMD EPYC with AVX-512, bf16 autocast for the transforms",
     },
 }
