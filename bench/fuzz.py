@@ -58,7 +58,8 @@ class Raw:
             return value
 
         take("magic", "s", 8)
-        take("version", "H")
+        self.version = take("version", "H")
+        v2 = self.version == 2              # version 2 also stores bboxes, block counts, offsets
         for f, k in (("width", "I"), ("height", "I"), ("block_size", "H"), ("channels", "B")):
             take(f, k)
         take("model_id", "s", take("model_id_len", "B"))
@@ -72,21 +73,25 @@ class Raw:
         for g in range(self.count):
             take(f"g{g}.name", "s", take(f"g{g}.name_len", "B"))
             take(f"g{g}.label", "s", take(f"g{g}.label_len", "B"))
-            for f in ("x0", "y0", "x1", "y1", "blocks"):
+            for f in ("x0", "y0", "x1", "y1", "blocks") if v2 else ():
                 take(f"g{g}.{f}", "I")
             take(f"g{g}.flags", "B")
             take(f"g{g}.params", "s", take(f"g{g}.params_len", "H"))
         take("mask", "s", take("mask_len", "I"))
         for g in range(self.count):
-            take(f"i{g}.offset", "Q")
+            if v2:
+                take(f"i{g}.offset", "Q")
             take(f"i{g}.length", "I")
             take(f"i{g}.crc", "I")
         take("header_crc", "I")
-        self.sections = []
+        self.sections, offset = [], 0
         for g in range(self.count):
-            off, length = self.get(f"i{g}.offset"), self.get(f"i{g}.length")
+            length = self.get(f"i{g}.length")
+            if v2:
+                offset = self.get(f"i{g}.offset")
             present = self.get(f"g{g}.flags") & 1
-            self.sections.append(data[pos + off:pos + off + length] if present else None)
+            self.sections.append(data[pos + offset:pos + offset + length] if present else None)
+            offset += length if present else 0
 
     def field(self, name: str) -> list:
         return next(f for f in self.fields if f[0] == name)
@@ -115,7 +120,8 @@ class Raw:
                 entry = (offset, len(data), zlib.crc32(data))
                 offset += len(data)
             for f, v in zip(("offset", "length", "crc"), entry):
-                self.set(f"i{g}.{f}", v)
+                if f != "offset" or self.version == 2:
+                    self.set(f"i{g}.{f}", v)
 
     def dump(self, fix_crc: bool = True) -> bytes:
         out = bytearray()
@@ -217,7 +223,7 @@ def m_forge_mask(rng, data, corpus):
 def m_forge_index(rng, data, corpus):
     raw = Raw(data)
     g = rng.randrange(raw.count)
-    f = rng.choice(["offset", "length", "crc"])
+    f = rng.choice(["offset", "length", "crc"] if raw.version == 2 else ["length", "crc"])
     name = f"i{g}.{f}"
     old = raw.get(name)
     raw.set(name, _interesting(rng, old, "Q" if f == "offset" else "I"))
@@ -330,8 +336,8 @@ def mutate(rng: random.Random, corpus: dict[str, bytes]) -> tuple[str, str, str,
 
 # ----- corpus and one case ---------------------------------------------------------------------------
 def build_corpus() -> dict[str, bytes]:
-    """Small real files: 3 groups (plain; person sealed + car scrambled), grayscale, extracted,
-    tiled."""
+    """Small real files: 3 groups (plain; person sealed + car scrambled; the same in the older
+    format version 2), grayscale, extracted, tiled."""
     import numpy as np
     from PIL import Image
 
@@ -356,8 +362,15 @@ def build_corpus() -> dict[str, bytes]:
         "protected": protected,
         "gray16": codec.encode(rgb[:, :64], single_group(64, 96, 16), 5.0, channels=1),
         "extracted": codec.extract(protected, ["person", "car"]),
+        "protected-v2": _as_version_2(protected),
         "tiled": codec.encode(wide, wide_gm, 3.0, tile_size=256, seal={"person": k1}),
     }
+
+
+def _as_version_2(data: bytes) -> bytes:
+    from ssic_cli import container
+    ssb = container.read_ssb(data)
+    return container.dump_ssb(ssb.header, [ssb.section(i) for i in range(len(ssb.header.groups))], version=2)
 
 
 def crypto_key(secret: bytes):

@@ -35,13 +35,16 @@ from .remote import is_url
 from .mask import BLOCK_SIZES, MAX_GROUPS, GroupMask, decode_block_ids, encode_block_ids, grid_shape
 
 __all__ = [
-    "MAGIC", "VERSION", "FLAG_PRESENT", "FLAG_SEALED", "FLAG_SCRAMBLED", "DEFAULT_MAX_PIXELS",
+    "MAGIC", "VERSION", "READ_VERSIONS", "FLAG_PRESENT", "FLAG_SEALED", "FLAG_SCRAMBLED", "DEFAULT_MAX_PIXELS",
     "CorruptSectionError", "GroupEntry", "SsbHeader", "SsbFile", "header_from_mask", "dump_ssb",
     "write_ssb", "read_ssb", "extract_ssb", "describe", "flag_words", "is_ssb",
 ]
 
 MAGIC = b"\x89SSB\r\n\x1a\n"       # PNG-style: high bit, CR LF, ^Z, LF catch text-mode damage
-VERSION = 2
+# Version 3 drops what version 2 stored twice: each group's bbox and block count (the block mask
+# says them) and each section's offset (the payload is canonical): 28 bytes per group. Both read.
+VERSION = 3
+READ_VERSIONS = (2, 3)
 # Versions this reader knows of but no longer decodes, and why (said in the error).
 _RETIRED_VERSIONS = {
     1: "its entropy parameters came from float networks and decoded only on CPUs like the "
@@ -68,8 +71,9 @@ _IMAGE = struct.Struct("<IIHB")         # width, height, block size, channels
 _CODING = struct.Struct("<16sfI16s")    # weights hash, quality, file flags, file id (after the model id)
 FILE_ID_BYTES = 16
 _U8, _U16, _U32 = struct.Struct("<B"), struct.Struct("<H"), struct.Struct("<I")
-_GROUP_FIXED = struct.Struct("<IIIIIB")  # bbox x0 y0 x1 y1, block count, flags
-_INDEX_ENTRY = struct.Struct("<QII")    # offset in payload, length, CRC-32
+_GROUP_BOX_V2 = struct.Struct("<IIIII")  # version 2 only: bbox x0 y0 x1 y1, block count
+_INDEX_ENTRY = {2: struct.Struct("<QII"),  # offset in payload, length, CRC-32
+                3: struct.Struct("<II")}   # length, CRC-32 (offsets follow from the lengths)
 # Unicode categories refused in names: controls, format characters (bidi overrides,
 # zero-width), line/paragraph separators, lone surrogates.
 _FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
@@ -169,7 +173,8 @@ class SsbFile:
     """A parsed ``.ssb``: the header and the index, with section bytes read on demand.
 
     ``index[i]`` is (offset from the start of the payload, length, CRC-32); absent groups have
-    (0, 0, 0). ``header_size`` is where the payload starts, ``file_size`` the whole file.
+    (0, 0, 0). ``header_size`` is where the payload starts, ``file_size`` the whole file,
+    ``version`` the format version the file was written in.
 
     >>> from ssic_cli.mask import single_group
     >>> h = header_from_mask(64, 48, 3, single_group(64, 48), "tiny", bytes(16), 4.0)
@@ -182,6 +187,7 @@ class SsbFile:
     index: list[tuple[int, int, int]]
     header_size: int = 0
     file_size: int = 0
+    version: int = VERSION
     _source: Optional[object] = field(default=None, repr=False)
 
     def prefetch(self, groups: Sequence[int]) -> None:
@@ -245,11 +251,12 @@ def header_from_mask(width: int, height: int, channels: int, gm: GroupMask, mode
                      groups, gm.ids.copy(), tile_size=tile_size)
 
 
-def dump_ssb(header: SsbHeader, sections: Sequence[Optional[bytes]]) -> bytes:
+def dump_ssb(header: SsbHeader, sections: Sequence[Optional[bytes]], version: int = VERSION) -> bytes:
     """The bytes of a ``.ssb`` file; ``sections[i] is None`` leaves group i out.
 
     The PRESENT flag written for each group follows ``sections`` (other flag bits are kept).
-    Raises ``FormatError`` if the header would not read back (see ``read_ssb``).
+    ``version`` 2 writes the older layout (for readers that know only it); the sections are the
+    same bytes in both. Raises ``FormatError`` if the header would not read back (see ``read_ssb``).
 
     >>> from ssic_cli.mask import single_group
     >>> h = header_from_mask(64, 48, 3, single_group(64, 48), "tiny", bytes(16), 4.0)
@@ -260,7 +267,9 @@ def dump_ssb(header: SsbHeader, sections: Sequence[Optional[bytes]]) -> bytes:
     _check_header(header, max_pixels=None)
     if len(sections) != len(header.groups):
         raise FormatError(f"{len(sections)} sections given for {len(header.groups)} groups")
-    head = bytearray(_PREAMBLE.pack(MAGIC, VERSION))
+    if version not in READ_VERSIONS:
+        raise FormatError(f"cannot write .ssb version {version} (versions {_versions()})")
+    head = bytearray(_PREAMBLE.pack(MAGIC, version))
     head += _IMAGE.pack(header.width, header.height, header.block_size, header.channels)
     head += _pack_text(header.model_id)
     head += _CODING.pack(header.weights_hash, header.quality, FILE_TILED if header.tile_size else 0, header.file_id)
@@ -270,22 +279,23 @@ def dump_ssb(header: SsbHeader, sections: Sequence[Optional[bytes]]) -> bytes:
     for g, data in zip(header.groups, sections):
         flags = (g.flags & ~FLAG_PRESENT) | (FLAG_PRESENT if data is not None else 0)
         head += _pack_text(g.name) + _pack_text(g.label)
-        head += _GROUP_FIXED.pack(*g.bbox, g.block_count, flags)
-        head += _U16.pack(len(g.params)) + g.params
+        if version == 2:
+            head += _GROUP_BOX_V2.pack(*g.bbox, g.block_count)
+        head += _U8.pack(flags) + _U16.pack(len(g.params)) + g.params
     mask = encode_block_ids(header.block_ids)
     head += _U32.pack(len(mask)) + mask
     payload, offset = [], 0
     for g, data in zip(header.groups, sections):
-        if data is None:
-            head += _INDEX_ENTRY.pack(0, 0, 0)
-            continue
-        data = bytes(data)
-        if len(data) > MAX_SECTION_BYTES:
-            raise FormatError(f"section of group {g.name!r} is {len(data)} bytes, "
-                              f"over the format's limit of {MAX_SECTION_BYTES}")
-        head += _INDEX_ENTRY.pack(offset, len(data), zlib.crc32(data))
-        payload.append(data)
-        offset += len(data)
+        entry = (0, 0, 0)
+        if data is not None:
+            data = bytes(data)
+            if len(data) > MAX_SECTION_BYTES:
+                raise FormatError(f"section of group {g.name!r} is {len(data)} bytes, "
+                                  f"over the format's limit of {MAX_SECTION_BYTES}")
+            entry = (offset, len(data), zlib.crc32(data))
+            payload.append(data)
+            offset += len(data)
+        head += _INDEX_ENTRY[version].pack(*(entry if version == 2 else entry[1:]))
     head += _U32.pack(zlib.crc32(head))
     return b"".join([bytes(head), *payload])
 
@@ -312,6 +322,7 @@ def extract_ssb(src: SsbFile, keep: Sequence[int]) -> bytes:
 
     The other groups become absent (PRESENT cleared, other flags and params kept). Kept sections
     are CRC-checked first, so a damaged one raises ``CorruptSectionError`` instead of spreading.
+    The result has the source's format version: whoever reads the source reads the extract.
 
     >>> from ssic_cli.mask import GroupMask
     >>> gm = GroupMask(32, np.array([[0, 1]], np.uint8), ["person", "background"])
@@ -329,7 +340,8 @@ def extract_ssb(src: SsbFile, keep: Sequence[int]) -> bytes:
             raise SsicError(f"group {groups[i].name!r} is not in this file "
                             "(it was left out by an earlier extract)")
     kept = set(keep)
-    return dump_ssb(src.header, [src.section(i) if i in kept else None for i in range(len(groups))])
+    return dump_ssb(src.header, [src.section(i) if i in kept else None for i in range(len(groups))],
+                    version=src.version)
 
 
 # ---------------------------------------------------------------------------------- reading
@@ -423,7 +435,7 @@ def describe(ssb: SsbFile) -> dict:
     h = ssb.header
     return {
         "format": "ssb",
-        "version": VERSION,
+        "version": ssb.version,
         "width": h.width,
         "height": h.height,
         "channels": h.channels,
@@ -452,10 +464,10 @@ def _parse(src, max_pixels: int) -> SsbFile:
     cur.pos = len(MAGIC)
     (version,) = cur.unpack(_U16)
     if version in _RETIRED_VERSIONS:
-        raise FormatError(f"this is a version-{version} .ssb file and this ssic reads version {VERSION}: "
-                          f"{_RETIRED_VERSIONS[version]}")
-    if version != VERSION:
-        raise FormatError(f"unsupported .ssb version {version} (this ssic reads version {VERSION})")
+        raise FormatError(f"this is a version-{version} .ssb file and this ssic reads versions "
+                          f"{_versions()}: {_RETIRED_VERSIONS[version]}")
+    if version not in READ_VERSIONS:
+        raise FormatError(f"unsupported .ssb version {version} (this ssic reads versions {_versions()})")
     width, height, block_size, channels = cur.unpack(_IMAGE)
     model_id = cur.blob(_U8, MAX_TEXT_BYTES, "model id")
     weights_hash, quality, file_flags, file_id = cur.unpack(_CODING)
@@ -463,10 +475,10 @@ def _parse(src, max_pixels: int) -> SsbFile:
     (count,) = cur.unpack(_U16)
     if not 1 <= count <= MAX_GROUPS:
         raise FormatError(f"group count {count} is out of range (1..{MAX_GROUPS})")
-    raw_groups = [_read_raw_group(cur, i) for i in range(count)]
+    raw_groups = [_read_raw_group(cur, i, version) for i in range(count)]
     (mask_len,) = cur.unpack(_U32)
     mask_at = cur.skip(mask_len)
-    index = [cur.unpack(_INDEX_ENTRY) for _ in range(count)]
+    index = [cur.unpack(_INDEX_ENTRY[version]) for _ in range(count)]
     crc_at = cur.pos
     (stored_crc,) = cur.unpack(_U32)
     if src.crc(0, crc_at) != stored_crc:
@@ -483,12 +495,18 @@ def _parse(src, max_pixels: int) -> SsbFile:
         raise FormatError(f"block mask is {mask_len} bytes, too large for "
                           f"{_dims((rows, cols))} blocks")
     ids = decode_block_ids(src.read(mask_at, mask_len), rows, cols, count)
+    if version != 2:                         # bbox and block count: the mask's, as the writer's were
+        gm = GroupMask(block_size, ids, [f"#{i}" for i in range(count)])
+        raw_groups = [(name, label, gm.bbox_pixels(i, width, height), gm.block_count(i), flags, params)
+                      for i, (name, label, _, _, flags, params) in enumerate(raw_groups)]
     header = SsbHeader(width, height, block_size, channels, _decode_text(model_id, "model id"),
                        weights_hash, quality, [_decode_group(i, *raw) for i, raw in
                                                enumerate(raw_groups)], ids, file_id, tile_size)
     _check_header(header, max_pixels)
+    if version != 2:
+        index = _with_offsets(header.groups, index)
     _check_index(header.groups, index, src.size - cur.pos)
-    return SsbFile(header, [tuple(e) for e in index], cur.pos, src.size, src)
+    return SsbFile(header, [tuple(e) for e in index], cur.pos, src.size, version, src)
 
 
 class _Cursor:
@@ -523,18 +541,40 @@ class _Cursor:
         return self.take(n)
 
 
-def _read_raw_group(cur: _Cursor, i: int) -> tuple:
+def _read_raw_group(cur: _Cursor, i: int, version: int) -> tuple:
+    """(name, label, bbox, block count, flags, params); bbox and count are None after version 2."""
     name = cur.blob(_U8, MAX_TEXT_BYTES, f"name of group #{i}")
     label = cur.blob(_U8, MAX_TEXT_BYTES, f"label of group #{i}")
-    *bbox, blocks, flags = cur.unpack(_GROUP_FIXED)
+    bbox, blocks = None, None
+    if version == 2:
+        *bbox, blocks = cur.unpack(_GROUP_BOX_V2)
+        bbox = tuple(bbox)
+    (flags,) = cur.unpack(_U8)
     params = cur.blob(_U16, MAX_PARAMS_BYTES, f"params of group #{i}")
-    return name, label, tuple(bbox), blocks, flags, params
+    return name, label, bbox, blocks, flags, params
+
+
+def _with_offsets(groups: list[GroupEntry], entries: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
+    """Version-3 (length, CRC) entries as (offset, length, CRC): the canonical layout's offsets
+    (absent groups: offset 0, their length and CRC kept for ``_check_index`` to refuse)."""
+    out, offset = [], 0
+    for g, (length, crc) in zip(groups, entries):
+        if not g.present:
+            out.append((0, length, crc))
+            continue
+        out.append((offset, length, crc))
+        offset += length
+    return out
 
 
 def _decode_group(i: int, name: bytes, label: bytes, bbox: tuple, blocks: int, flags: int,
                   params: bytes) -> GroupEntry:
     return GroupEntry(_decode_text(name, f"name of group #{i}"),
                       _decode_text(label, f"label of group #{i}"), bbox, blocks, flags, params)
+
+
+def _versions() -> str:
+    return " and ".join(map(str, READ_VERSIONS))
 
 
 def _check_magic(src) -> None:

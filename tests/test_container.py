@@ -36,7 +36,12 @@ FILE_FLAGS_AT = QUALITY_AT + 4
 FILE_ID_AT = FILE_FLAGS_AT + 4
 COUNT_AT = FILE_ID_AT + 16
 NAME0_AT = COUNT_AT + 2
-GROUP0_FIXED_AT = NAME0_AT + 1 + len(NAMES[0].encode()) + 1 + len(b"person")
+GROUP0_AFTER_TEXT = NAME0_AT + 1 + len(NAMES[0].encode()) + 1 + len(b"person")
+# Group 0's fixed fields: version 2 stores bbox and block count before the flags, version 3 not.
+GROUP0_AT = {2: {"bbox": GROUP0_AFTER_TEXT, "blocks": GROUP0_AFTER_TEXT + 16,
+                 "flags": GROUP0_AFTER_TEXT + 20, "params_len": GROUP0_AFTER_TEXT + 21},
+             3: {"flags": GROUP0_AFTER_TEXT, "params_len": GROUP0_AFTER_TEXT + 1}}
+INDEX_ENTRY_BYTES = {2: 16, 3: 8}
 
 
 def make_header(width=70, height=40, names=NAMES) -> SsbHeader:
@@ -55,6 +60,12 @@ def header() -> SsbHeader:
 @pytest.fixture
 def data(header) -> bytes:
     return dump_ssb(header, SECTIONS)
+
+
+@pytest.fixture(params=container.READ_VERSIONS)
+def any_version(request, header) -> bytes:
+    """The same file in every version this ssic reads."""
+    return dump_ssb(header, SECTIONS, version=request.param)
 
 
 def header_size(data: bytes) -> int:
@@ -91,8 +102,42 @@ def test_round_trip(header, data, tmp_path, how):
     assert ssb.header.groups[0].bbox == (0, 0, 32, 32)
     assert ssb.header.groups[1].bbox == (48, 32, 70, 40)    # clipped to the image
     assert ssb.header.groups[2].block_count == 9
+    assert ssb.version == container.VERSION == 3
     if how == "file object":
         fp.close()
+
+
+def test_every_readable_version_reads_the_same(header, any_version):
+    ssb = read_ssb(any_version)
+    assert ssb.header == header
+    assert [ssb.section(i) for i in range(3)] == SECTIONS
+    assert describe(ssb)["version"] == ssb.version
+    assert ssb.index == read_ssb(dump_ssb(header, SECTIONS)).index
+
+
+def test_version_3_drops_28_bytes_per_group_and_nothing_else(header):
+    v2, v3 = (dump_ssb(header, SECTIONS, version=v) for v in (2, 3))
+    assert len(v2) - len(v3) == 28 * len(header.groups)     # bbox + block count + u64 offset
+    assert v2[-sum(map(len, SECTIONS)):] == v3[-sum(map(len, SECTIONS)):]
+
+
+def test_the_worked_example_of_the_format_doc():
+    """docs/FORMAT.md, *Worked example*, byte for byte."""
+    h = header_from_mask(64, 48, 3, single_group(64, 48, 32), "tiny", bytes(16), 4.0)
+    h.file_id = bytes(range(0xA0, 0xB0))
+    data = dump_ssb(h, [b"abc"])
+    assert data.hex() == (
+        "89535342" "0d0a1a0a" "0300" "40000000" "30000000" "2000" "03" "0474696e79" + "00" * 16 +
+        "00008040" "00000000" + bytes(range(0xA0, 0xB0)).hex() + "0100" "0a" + b"background".hex() +
+        "0a" + b"background".hex() + "01" "0000" "0c000000" "78da6360606000000004" "0001"
+        "03000000" "c2412435" "b7d66568" "616263")
+    assert (len(data), read_ssb(data).header_size, len(dump_ssb(h, [b"abc"], version=2))) == (124, 121, 152)
+
+
+def test_writer_refuses_unknown_versions(header):
+    for version in (1, 4):
+        with pytest.raises(FormatError, match=f"cannot write .ssb version {version}"):
+            dump_ssb(header, SECTIONS, version=version)
 
 
 def test_absent_group_reads_and_says_so(header):
@@ -190,6 +235,14 @@ def test_extract_copies_kept_sections_verbatim(header, data):
         extract_ssb(small, [3])
 
 
+@pytest.mark.parametrize("version", container.READ_VERSIONS)
+def test_extract_keeps_the_source_version(header, version):
+    src = read_ssb(dump_ssb(header, SECTIONS, version=version))
+    small = read_ssb(extract_ssb(src, [1]))
+    assert small.version == version and small.section(1) == SECTIONS[1]
+    assert small.header_size == src.header_size
+
+
 def test_extract_keeps_sealed_flag_and_params_of_dropped_groups(header):
     header.groups[1].flags = FLAG_PRESENT | FLAG_SEALED
     header.groups[1].params = b"kdf"
@@ -268,8 +321,8 @@ def test_flip_in_a_field_reports_the_checksum(data):
     (b"\x89PNG\r\n\x1a\n" + bytes(40), r"^not an \.ssb file$"),
     (b"\x89SSB\n\x1a\n" + bytes(40), "line endings were converted"),
     (b"\x89SSB\r\r\n\x1a\r\n" + bytes(40), "line endings were converted"),
-    (MAGIC + b"\x03\x00" + bytes(40),
-     r"^unsupported \.ssb version 3 \(this ssic reads version 2\)$"),
+    (MAGIC + b"\x04\x00" + bytes(40),
+     r"^unsupported \.ssb version 4 \(this ssic reads versions 2 and 3\)$"),
 ])
 def test_foreign_files(blob, message):
     with pytest.raises(FormatError, match=message):
@@ -291,46 +344,53 @@ def test_max_pixels(data):
 
 
 def _index_at(data: bytes, group: int) -> int:
-    return header_size(data) - 4 - 16 * (3 - group)
+    ssb = read_ssb(data)
+    return ssb.header_size - 4 - INDEX_ENTRY_BYTES[ssb.version] * (3 - group)
 
 
-def _mask_len_at(header: SsbHeader, data: bytes) -> int:
+def _mask_len_at(header: SsbHeader, data: bytes, version: int) -> int:
     return _index_at(data, 0) - len(encode_block_ids(header.block_ids)) - 4
 
 
 FORGERIES = {
-    # name: (position(header, data), struct format, value, message)
-    "huge width and height": (lambda h, d: WIDTH_AT, "II", (0xFFFFFFFF, 0xFFFFFFFF),
+    # name: (position(header, data, version), struct format, value, message)
+    "huge width and height": (lambda h, d, v: WIDTH_AT, "II", (0xFFFFFFFF, 0xFFFFFFFF),
                               "over the limit of 200000000 pixels"),
-    "zero width": (lambda h, d: WIDTH_AT, "I", 0, "image size 0×40 is invalid"),
-    "block size": (lambda h, d: BLOCK_AT, "H", 48, "block size 48 is not supported"),
-    "channels": (lambda h, d: CHANNELS_AT, "B", 2, "channel count 2 is not supported"),
-    "quality": (lambda h, d: QUALITY_AT, "f", 9.0, r"quality 9.0 is out of range"),
-    "quality nan": (lambda h, d: QUALITY_AT, "f", float("nan"), r"quality nan is out of range"),
-    "file flags": (lambda h, d: FILE_FLAGS_AT, "I", 2, "does not know"),
-    "group count": (lambda h, d: COUNT_AT, "H", 0xFFFF, r"group count 65535 is out of range"),
-    "no groups": (lambda h, d: COUNT_AT, "H", 0, r"group count 0 is out of range"),
-    "name length": (lambda h, d: NAME0_AT, "B", 255, "255 bytes long, over the limit of 64"),
-    "bbox": (lambda h, d: GROUP0_FIXED_AT, "IIII", (0, 0, 10**6, 32), "outside the 70×40 image"),
-    "bbox not the blocks": (lambda h, d: GROUP0_FIXED_AT, "IIII", (0, 0, 16, 32),
-                            r"but its blocks cover \(0, 0, 32, 32\)"),
-    "block count": (lambda h, d: GROUP0_FIXED_AT + 16, "I", 5, "5 blocks in the group table but 4"),
-    "group flags": (lambda h, d: GROUP0_FIXED_AT + 20, "B", 9, "unknown flags 0x09"),
-    "params length": (lambda h, d: GROUP0_FIXED_AT + 21, "H", 0xFFFF, "over the limit of 1024"),
+    "zero width": (lambda h, d, v: WIDTH_AT, "I", 0, "image size 0×40 is invalid"),
+    "block size": (lambda h, d, v: BLOCK_AT, "H", 48, "block size 48 is not supported"),
+    "channels": (lambda h, d, v: CHANNELS_AT, "B", 2, "channel count 2 is not supported"),
+    "quality": (lambda h, d, v: QUALITY_AT, "f", 9.0, r"quality 9.0 is out of range"),
+    "quality nan": (lambda h, d, v: QUALITY_AT, "f", float("nan"), r"quality nan is out of range"),
+    "file flags": (lambda h, d, v: FILE_FLAGS_AT, "I", 2, "does not know"),
+    "group count": (lambda h, d, v: COUNT_AT, "H", 0xFFFF, r"group count 65535 is out of range"),
+    "no groups": (lambda h, d, v: COUNT_AT, "H", 0, r"group count 0 is out of range"),
+    "name length": (lambda h, d, v: NAME0_AT, "B", 255, "255 bytes long, over the limit of 64"),
+    "group flags": (lambda h, d, v: GROUP0_AT[v]["flags"], "B", 9, "unknown flags 0x09"),
+    "params length": (lambda h, d, v: GROUP0_AT[v]["params_len"], "H", 0xFFFF, "over the limit of 1024"),
     "mask length": (_mask_len_at, "I", 0xFFFFFFFF, r"file is truncated \(header needs"),
-    "offset": (lambda h, d: _index_at(d, 0), "Q", 2**63, "section index is inconsistent"),
-    "overlap": (lambda h, d: _index_at(d, 1), "Q", 0, "section index is inconsistent"),
-    "length": (lambda h, d: _index_at(d, 2) + 8, "I", 0xFFFFFFFF, "file is truncated"),
-    "absent with entry": (lambda h, d: GROUP0_FIXED_AT + 20, "B", 0, "absent group 'person'"),
+    "length": (lambda h, d, v: _index_at(d, 2) + INDEX_ENTRY_BYTES[v] - 8, "I", 0xFFFFFFFF, "file is truncated"),
+    "absent with entry": (lambda h, d, v: GROUP0_AT[v]["flags"], "B", 0, "absent group 'person'"),
 }
+# Fields only version 2 has: what it stored twice must agree with the mask and the layout.
+FORGERIES_V2 = {
+    "bbox": (lambda h, d, v: GROUP0_AT[2]["bbox"], "IIII", (0, 0, 10**6, 32), "outside the 70×40 image"),
+    "bbox not the blocks": (lambda h, d, v: GROUP0_AT[2]["bbox"], "IIII", (0, 0, 16, 32),
+                            r"but its blocks cover \(0, 0, 32, 32\)"),
+    "block count": (lambda h, d, v: GROUP0_AT[2]["blocks"], "I", 5, "5 blocks in the group table but 4"),
+    "offset": (lambda h, d, v: _index_at(d, 0), "Q", 2**63, "section index is inconsistent"),
+    "overlap": (lambda h, d, v: _index_at(d, 1), "Q", 0, "section index is inconsistent"),
+}
+FORGERY_CASES = [(v, name) for v in container.READ_VERSIONS for name in FORGERIES] + \
+                [(2, name) for name in FORGERIES_V2]
 
 
-@pytest.mark.parametrize("name", FORGERIES)
-def test_forged_fields_are_refused_before_allocation(header, data, name):
-    where, fmt, value, message = FORGERIES[name]
+@pytest.mark.parametrize("version, name", FORGERY_CASES)
+def test_forged_fields_are_refused_before_allocation(header, version, name):
+    data = dump_ssb(header, SECTIONS, version=version)
+    where, fmt, value, message = {**FORGERIES, **FORGERIES_V2}[name]
     values = value if isinstance(value, tuple) else (value,)
     buf = bytearray(data)
-    struct.pack_into("<" + fmt, buf, where(header, data), *values)
+    struct.pack_into("<" + fmt, buf, where(header, data, version), *values)
     hs = header_size(data)
     struct.pack_into("<I", buf, hs - 4, zlib.crc32(buf[:hs - 4]))
     tracemalloc.start()
@@ -346,7 +406,7 @@ def test_forged_fields_are_refused_before_allocation(header, data, name):
 
 def test_forged_mask_of_another_size(header, data):
     other = encode_block_ids(np.zeros((2, 2), np.uint8))
-    at = _mask_len_at(header, data)
+    at = _mask_len_at(header, data, 3)
     old_len = struct.unpack_from("<I", data, at)[0]
     buf = bytearray(data[:at] + struct.pack("<I", len(other)) + other + data[at + 4 + old_len:])
     hs = header_size(data) + len(other) - old_len
@@ -365,11 +425,12 @@ MUTATION = st.one_of(
     st.tuples(st.just("truncate"), st.integers(0, 1 << 20), st.just(0)),
 )
 _FUZZ_HEADER = make_header()
-_FUZZ_DATA = dump_ssb(_FUZZ_HEADER, [SECTIONS[0], None, SECTIONS[2]])
-_FUZZ_HSIZE = read_ssb(_FUZZ_DATA).header_size
+_FUZZ_DATA = {v: dump_ssb(_FUZZ_HEADER, [SECTIONS[0], None, SECTIONS[2]], version=v)
+              for v in container.READ_VERSIONS}
 
 
 def _mutate(data: bytes, mutations, fix_crc: bool) -> bytes:
+    hsize = read_ssb(data).header_size
     buf = bytearray(data)
     for kind, pos, arg in mutations:
         pos %= max(len(buf), 1)
@@ -383,16 +444,16 @@ def _mutate(data: bytes, mutations, fix_crc: bool) -> bytes:
             del buf[pos:pos + arg]
         elif kind == "truncate":
             del buf[pos:]
-    if fix_crc and len(buf) >= _FUZZ_HSIZE:     # reach the checks behind the header CRC
-        struct.pack_into("<I", buf, _FUZZ_HSIZE - 4, zlib.crc32(buf[:_FUZZ_HSIZE - 4]))
+    if fix_crc and len(buf) >= hsize:          # reach the checks behind the header CRC
+        struct.pack_into("<I", buf, hsize - 4, zlib.crc32(buf[:hsize - 4]))
     return bytes(buf)
 
 
 @settings(max_examples=300, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(MUTATION, min_size=1, max_size=4), st.booleans())
-def test_random_mutations_fail_cleanly(mutations, fix_crc):
-    blob = _mutate(_FUZZ_DATA, mutations, fix_crc)
+@given(st.lists(MUTATION, min_size=1, max_size=4), st.booleans(), st.sampled_from(container.READ_VERSIONS))
+def test_random_mutations_fail_cleanly(mutations, fix_crc, version):
+    blob = _mutate(_FUZZ_DATA[version], mutations, fix_crc)
     try:
         ssb = read_ssb(blob)
         json.dumps(describe(ssb))

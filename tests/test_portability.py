@@ -72,7 +72,7 @@ def test_golden_files_cover_several_groups_protection_and_both_ends_of_the_quali
 def test_a_file_of_the_retired_version_1_is_refused_naming_both_versions():
     data = bytearray((ENTRIES[0][0] / "multi-q1.ssb").read_bytes())
     struct.pack_into("<H", data, len(container.MAGIC), 1)
-    with pytest.raises(FormatError, match=r"version-1 \.ssb file and this ssic reads version 2") as err:
+    with pytest.raises(FormatError, match=r"version-1 \.ssb file and this ssic reads versions 2 and 3") as err:
         container.read_ssb(bytes(data))
     assert "\n" not in str(err.value)
 
