@@ -424,7 +424,8 @@ def inspect(input, as_json):
     click.echo(f"{input}: {info['width']}x{info['height']}, {info['channels']} channel(s), block {info['block_size']}, "
                f"model {info['model_id']}/{info['weights_hash'][:8]}, quality {info['quality']:g}"
                + (f", tiles of {info['tile_size']}" if info["tile_size"] else ""))
-    click.echo(f"{info['total_bytes']} bytes ({info['header_bytes']} header), {info['bpp']:.4f} bpp"
+    click.echo(f"{info['total_bytes']} bytes ({info['header_bytes']} header, format version {info['version']}), "
+               f"{info['bpp']:.4f} bpp"
                + (f"; fetched {info['transfer']['fetched_bytes']} bytes to read this" if "transfer" in info else ""))
     click.echo(f"{'group':<20} {'class':<14} {'blocks':>7} {'bytes':>9}  {'bbox':<22} flags")
     for g in info["groups"]:

@@ -37,7 +37,7 @@ def test_encode_inspect_decode(tmp_path, ssb, capsys):
     info = json.loads(out)
     assert code == 0 and info["width"] == 160 and info["groups"][0]["name"] == "background"
     code, out, _ = run(capsys, "inspect", ssb)
-    assert code == 0 and "background" in out and "bpp" in out
+    assert code == 0 and "background" in out and "bpp" in out and "format version 3" in out
     dst = tmp_path / "out.png"
     assert run(capsys, "decode", ssb, "-o", dst)[0] == 0
     assert Image.open(dst).size == (160, 96)
