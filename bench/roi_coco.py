@@ -24,8 +24,8 @@ and every classic-codec setting of the ladders below:
 
 Grouping: ``person`` ROI files have two groups (``person``, ``background``), ``objects`` ROI files
 two (``object``, ``background``): the receiver fetches one group and every ROI pixel is in it
-(class grouping of several classes could hand a person's block to a bicycle). Block size 32,
-any-overlap coverage (the CLI defaults). Images whose ROI has fewer than 1024 pixels are skipped
+(class grouping of several classes could hand a person's block to a bicycle). Block size 32
+(``--block-size`` to change), any-overlap coverage (the CLI defaults). Images whose ROI has fewer than 1024 pixels are skipped
 for that ROI. Classic codecs: the Kodak benchmark's encoders and settings (``bench/rd_kodak.py``).
 
     python bench/roi_coco.py --out bench/results/roi_coco.json
@@ -144,7 +144,9 @@ def boundary_band(mask: np.ndarray, px: int) -> np.ndarray:
 _W: dict = {}
 
 
-def init_worker(shared: str, weights: Optional[str], threads: int) -> None:
+def init_worker(shared: str, weights: Optional[str], threads: int, block_size: int = BLOCK_SIZE) -> None:
+    global BLOCK_SIZE
+    BLOCK_SIZE = block_size                   # workers are spawned: the option travels here
     warnings.simplefilter("ignore")           # library deprecation chatter, once per worker
     import torch
     torch.set_num_threads(threads)
@@ -523,6 +525,8 @@ def parse_args(argv):
     ap.add_argument("--limit", type=int, default=0, help="first N images only (0 = all)")
     ap.add_argument("--jobs", type=int, default=2, help="worker processes, one torch thread each (default: %(default)s)")
     ap.add_argument("--weights", help="ssic weights file (default: the shipped one)")
+    ap.add_argument("--block-size", type=int, choices=(16, 32, 64), default=BLOCK_SIZE,
+                    help="block size of the ssic group masks (default: %(default)s, the CLI's)")
     ap.add_argument("--from-records", type=Path, help="re-analyse the raw records of an earlier run "
                     "(the --out name with .records.json) instead of measuring")
     return ap.parse_args(argv)
@@ -534,7 +538,7 @@ def run(args) -> list[dict]:
     files = files[:args.limit] if args.limit else files
     records, t0 = [], time.perf_counter()
     with ProcessPoolExecutor(args.jobs, initializer=init_worker,
-                             initargs=(str(args.shared), args.weights, 1)) as pool:
+                             initargs=(str(args.shared), args.weights, 1, args.block_size)) as pool:
         for i, rec in enumerate(pool.map(measure_image, [(str(args.shared), f) for f in files]), 1):
             records.append(rec)
             if i % 10 == 0 or i == len(files):
@@ -559,7 +563,7 @@ def main(argv=None) -> int:
     lm = load_weights(args.weights)
     c = curves(done)
     results = {
-        "meta": {"protocol": __doc__, "qualities": QUALITIES, "ladders": LADDERS, "block_size": BLOCK_SIZE,
+        "meta": {"protocol": __doc__, "qualities": QUALITIES, "ladders": LADDERS, "block_size": args.block_size,
                  "band_px": BAND_PX, "min_roi_pixels": MIN_ROI_PIXELS, "detail_q": DETAIL_Q,
                  "weights": lm.path.name, "weights_hash": lm.weights_hash.hex(),
                  "images": {roi: sum(roi in r["roi_pixels"] for r in done) for roi in ("person", "objects")},

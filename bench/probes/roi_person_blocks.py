@@ -1,0 +1,61 @@
+"""Probe: the person ROI of ``bench/roi_coco.py`` with another block size, paired with a full run.
+
+Measures only the selective ``ssic`` person points (extract the person group, decode it; bits
+and PSNR over the annotated person mask, ``roi_coco.measure_ssic``) at ``BLOCK`` for every person
+image of an earlier run's records, and prints the BD-rates against that run's methods on the same
+images. A cheap stand-in (~20 min on one core) for ``roi_coco.py --block-size B`` (41 min on
+two), which measures everything::
+
+    python bench/probes/roi_person_blocks.py 16 bench/results/probes/roi_person_b16.json
+"""
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import roi_coco as r  # noqa: E402
+
+RECORDS = Path("bench/results/roi_coco.records.json")
+
+
+def measure(block: int, shared: str = "/work/shared") -> list[dict]:
+    from ssic_cli.detect.user import regions_from_coco
+    r.BLOCK_SIZE = block
+    r.init_worker(shared, None, 1, block)
+    recs = json.loads(RECORDS.read_text())
+    names = [x["image"] for x in recs if "points" in x and any(p["roi"] == "person" for p in x["points"])]
+    out, t0 = [], time.time()
+    for i, name in enumerate(names):
+        with Image.open(Path(shared) / "data/coco/images" / name) as im:
+            rgb = np.asarray(im.convert("RGB"))
+        h, w = rgb.shape[:2]
+        roi = r.image_rois(regions_from_coco(None, name, w, h, data=r._W["coco"]), w, h)["person"]
+        o = {"points": []}
+        for q in r.QUALITIES:
+            r.measure_ssic(rgb, roi, q, ("ssic",), o)
+        out.append({"image": name, "points": [dict(p, method=f"ssic-b{block}") for p in o["points"]
+                                              if p["method"] == "ssic"]})
+        print(i, name, round(time.time() - t0), flush=True)
+    return out
+
+
+def compare(probe: list[dict], block: int) -> dict:
+    """BD-rates of the probe's points against the earlier run's, person ROI, same images."""
+    mine = {x["image"]: x["points"] for x in probe}
+    merged = [{"points": [p for p in rec["points"] if p["roi"] == "person"] + mine.get(rec["image"], [])}
+              for rec in json.loads(RECORDS.read_text()) if "points" in rec]
+    c = r.curves(merged)["person"]
+    test = f"ssic-b{block}"
+    return {"curve": c[test], **{f"{test} vs {ref}": r.bd(c[ref], c[test]) for ref in ("ssic", "avif-crop", "avif")}}
+
+
+if __name__ == "__main__":
+    block, out = int(sys.argv[1]), Path(sys.argv[2])
+    probe = measure(block)
+    result = {"block_size": block, "records": str(RECORDS), "comparison": compare(probe, block), "points": probe}
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result["comparison"], indent=1))
