@@ -112,6 +112,19 @@ def image_rois(regions: list, width: int, height: int) -> dict[str, Roi]:
     return {k: v for k, v in rois.items() if v is not None}
 
 
+def person_images(records: list[dict], shared: Path, coco: dict):
+    """(file name, RGB array, person Roi) of every image with a person ROI in an earlier run's
+    records, in their order (the probes under bench/probes/ re-measure those images)."""
+    from ssic_cli.detect.user import regions_from_coco
+    for rec in records:
+        if "points" not in rec or not any(p["roi"] == "person" for p in rec["points"]):
+            continue
+        with Image.open(Path(shared) / "data/coco/images" / rec["image"]) as im:
+            rgb = np.asarray(im.convert("RGB"))
+        h, w = rgb.shape[:2]
+        yield rec["image"], rgb, image_rois(regions_from_coco(None, rec["image"], w, h, data=coco), w, h)["person"]
+
+
 def group_mask_for(roi_name: str, regions: list, width: int, height: int, boxes_only: bool):
     """Two groups: the ROI's (every region relabelled to one name) and ``background``."""
     from ssic_cli.detect.base import Region

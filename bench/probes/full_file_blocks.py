@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import roi_coco as r  # noqa: E402
@@ -22,22 +21,16 @@ RECORDS = Path("bench/results/roi_coco.records.json")
 BLOCKS, QUALITIES = (16, 32), (1.0, 4.0, 8.0)
 
 
-def measure(shared: str = "/work/shared") -> list[dict]:
+def measure(shared: Path = r.SHARED) -> list[dict]:
     import torch
 
     from ssic_cli import codec
-    from ssic_cli.detect.user import regions_from_coco
     from ssic_cli.evaluate import psnr
     torch.set_num_threads(1)
     coco = json.loads((Path(shared) / "data/coco/instances.json").read_text())
-    recs = json.loads(RECORDS.read_text())
-    names = [x["image"] for x in recs if "points" in x and any(p["roi"] == "person" for p in x["points"])]
     rows, t0 = [], time.time()
-    for i, name in enumerate(names):
-        with Image.open(Path(shared) / "data/coco/images" / name) as im:
-            rgb = np.asarray(im.convert("RGB"))
+    for i, (name, rgb, roi) in enumerate(r.person_images(json.loads(RECORDS.read_text()), shared, coco)):
         h, w = rgb.shape[:2]
-        roi = r.image_rois(regions_from_coco(None, name, w, h, data=coco), w, h)["person"]
         for b in BLOCKS:
             r.BLOCK_SIZE = b
             gm = r.group_mask_for("person", roi.regions, w, h, boxes_only=False)

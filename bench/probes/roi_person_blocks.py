@@ -13,8 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import roi_coco as r  # noqa: E402
@@ -22,18 +20,11 @@ import roi_coco as r  # noqa: E402
 RECORDS = Path("bench/results/roi_coco.records.json")
 
 
-def measure(block: int, shared: str = "/work/shared") -> list[dict]:
-    from ssic_cli.detect.user import regions_from_coco
+def measure(block: int, shared: Path = r.SHARED) -> list[dict]:
     r.BLOCK_SIZE = block
-    r.init_worker(shared, None, 1, block)
-    recs = json.loads(RECORDS.read_text())
-    names = [x["image"] for x in recs if "points" in x and any(p["roi"] == "person" for p in x["points"])]
+    r.init_worker(str(shared), None, 1, block)
     out, t0 = [], time.time()
-    for i, name in enumerate(names):
-        with Image.open(Path(shared) / "data/coco/images" / name) as im:
-            rgb = np.asarray(im.convert("RGB"))
-        h, w = rgb.shape[:2]
-        roi = r.image_rois(regions_from_coco(None, name, w, h, data=r._W["coco"]), w, h)["person"]
+    for i, (name, rgb, roi) in enumerate(r.person_images(json.loads(RECORDS.read_text()), shared, r._W["coco"])):
         o = {"points": []}
         for q in r.QUALITIES:
             r.measure_ssic(rgb, roi, q, ("ssic",), o)
