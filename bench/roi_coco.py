@@ -24,8 +24,8 @@ and every classic-codec setting of the ladders below:
 
 Grouping: ``person`` ROI files have two groups (``person``, ``background``), ``objects`` ROI files
 two (``object``, ``background``): the receiver fetches one group and every ROI pixel is in it
-(class grouping of several classes could hand a person's block to a bicycle). Block size 32
-(``--block-size`` to change), any-overlap coverage (the CLI defaults). Images whose ROI has fewer than 1024 pixels are skipped
+(class grouping of several classes could hand a person's block to a bicycle). The CLI's block
+size (16; ``--block-size`` to change) and any-overlap coverage. Images whose ROI has fewer than 1024 pixels are skipped
 for that ROI. Classic codecs: the Kodak benchmark's encoders and settings (``bench/rd_kodak.py``).
 
     python bench/roi_coco.py --out bench/results/roi_coco.json
@@ -59,12 +59,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bdrate import bd_rate_curves  # noqa: E402
+from ssic_cli.mask import DEFAULT_BLOCK_SIZE  # noqa: E402  (numpy only: the workers import torch)
 
 SHARED = Path(os.environ.get("SSIC_SHARED", ROOT.parent / "shared"))
 QUALITIES = (1.0, 2.0, 4.0, 6.0, 8.0)
 LADDERS = {"jpeg": (5, 10, 20, 40, 70), "webp": (2, 10, 30, 60, 90), "avif": (62, 55, 48, 40, 32)}
 YOLO_QUALITIES = (2.0, 4.0, 8.0)      # detector-made groups: a secondary table, fewer points
-BLOCK_SIZE = 32
+BLOCK_SIZE = DEFAULT_BLOCK_SIZE          # the CLI's
 BAND_PX = 4
 MIN_ROI_PIXELS = 1024
 DETAIL_Q = 4.0                 # quality of the boundary, timing and one-group measurements
@@ -480,8 +481,12 @@ def markdown(results: dict) -> str:
 def report(results: dict, tables: str, out: Path) -> str:
     """The protocol next to the results: what was run, on what, and every table."""
     m = results["meta"]
-    return (f"# COCO region-of-interest benchmark\n\nProduced by `python bench/roi_coco.py --out {out.as_posix()}` "
-            f"(`make bench-roi`) in {m['seconds']} s on {m['machine']}; weights {m['weights']}; "
+    options = f"--block-size {m['block_size']} " if m["block_size"] != DEFAULT_BLOCK_SIZE else ""
+    took = f"in {m['seconds']} s" if m["seconds"] is not None else "(re-analysed from the records of the run)"
+    return (f"# COCO region-of-interest benchmark\n\nProduced by `python bench/roi_coco.py {options}"
+            f"--out {out.as_posix()}` (`make bench-roi`; block size {m['block_size']}) "
+            f"{took} "
+            f"on {m['machine']}; weights {m['weights']}; "
             f"ssic qualities {', '.join(f'{q:g}' for q in m['qualities'])}; Debian tools: "
             f"{', '.join(f'{k} {v}' for k, v in m['tools'].items())}.\n"
             f"Plot: `{out.with_suffix('.png').name}`; all numbers and per-image records: `{out.name}`.\n\n"
@@ -541,7 +546,7 @@ def parse_args(argv):
     ap.add_argument("--block-size", type=int, choices=(16, 32, 64), default=BLOCK_SIZE,
                     help="block size of the ssic group masks (default: %(default)s, the CLI's)")
     ap.add_argument("--from-records", type=Path, help="re-analyse the raw records of an earlier run "
-                    "(the --out name with .records.json) instead of measuring")
+                    "(the --out name with .records.json) instead of measuring; pass that run's --block-size")
     return ap.parse_args(argv)
 
 
@@ -583,7 +588,8 @@ def main(argv=None) -> int:
                  "skipped": [r["image"] for r in records if "skipped" in r],
                  "yolo": YOLO_MODEL if any("detections" in r for r in done) else None,
                  "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-                 "tools": tool_versions(), "seconds": round(time.perf_counter() - t0)},
+                 "tools": tool_versions(),
+                 "seconds": None if args.from_records else round(time.perf_counter() - t0)},
         "curves": c, "bd_rate": bd_table(c), "details": detail_summary(done),
         "downstream": downstream_table(done, args.shared, c),
         "per_image": [{k: v for k, v in r.items() if k != "detections"} for r in records]}

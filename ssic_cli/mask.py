@@ -15,6 +15,10 @@ import numpy as np
 from .errors import FormatError, SsicError
 
 BLOCK_SIZES = (16, 32, 64)
+# 16, not the paper's 32: a group is every block its object touches, and finer blocks carry less
+# background with it — the people of a COCO photo in 15.7 % fewer bits, the whole file no larger
+# (README, *Region of interest on COCO*). The CLI's --block-size default repeats it.
+DEFAULT_BLOCK_SIZE = 16
 MAX_GROUPS = 255
 BACKGROUND = "background"
 
@@ -77,7 +81,7 @@ def grid_shape(width: int, height: int, block_size: int) -> tuple[int, int]:
     return (-(-height // block_size), -(-width // block_size))
 
 
-def single_group(width: int, height: int, block_size: int = 32, name: str = BACKGROUND) -> GroupMask:
+def single_group(width: int, height: int, block_size: int = DEFAULT_BLOCK_SIZE, name: str = BACKGROUND) -> GroupMask:
     rows, cols = grid_shape(width, height, block_size)
     return GroupMask(block_size, np.zeros((rows, cols), np.uint8), [name])
 
@@ -226,7 +230,7 @@ def _group_coverage(members: list, width: int, height: int, block_size: int,
     return counts / block_pixels, int(counts.sum())
 
 
-def regions_to_group_mask(regions, width: int, height: int, block_size: int = 32,
+def regions_to_group_mask(regions, width: int, height: int, block_size: int = DEFAULT_BLOCK_SIZE,
                           coverage: float = 0.0, group_by: str = "class", classes=None,
                           min_score: float = 0.0, max_groups: int = 32,
                           merge_overlaps: bool = True, priority=None) -> GroupMask:

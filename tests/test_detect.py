@@ -376,8 +376,11 @@ def test_label_map_to_groups(tmp_path):
     Image.fromarray(ids).save(tmp_path / "l16.png")
     (tmp_path / "n.json").write_text('{"300": "sign"}')
     img = np.zeros((64, 96, 3), np.uint8)
-    gm = build_group_mask(img, mask_path=tmp_path / "l16.png", names_path=tmp_path / "n.json", log=None)
+    gm = build_group_mask(img, mask_path=tmp_path / "l16.png", names_path=tmp_path / "n.json", block_size=32,
+                          log=None)
     assert gm.names == [BACKGROUND, "sign"] and gm.ids.tolist() == [[1, 0, 0], [0, 0, 0]]
+    default = build_group_mask(img, mask_path=tmp_path / "l16.png", names_path=tmp_path / "n.json", log=None)
+    assert default.block_size == 16 and default.ids.shape == (4, 6) and default.ids[:2, :2].tolist() == [[1, 1], [1, 1]]
 
 
 def test_boxes_json(tmp_path):

@@ -13,7 +13,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..errors import DetectorUnavailable, SsicError
-from ..mask import GroupMask, regions_to_group_mask
+from ..mask import DEFAULT_BLOCK_SIZE, GroupMask, regions_to_group_mask
 from ._util import check_image
 from .base import Detector, Region
 from .registry import (DetectorInfo, available_detectors, detector_names, detector_options,
@@ -80,7 +80,7 @@ def _detector_options(name: str, weights, min_score: float, block_size: int, ext
 
 
 def detect_regions(image_rgb: np.ndarray, name: str, *, weights=None, min_score: float = 0.25,
-                   block_size: int = 32, options: Optional[dict] = None) -> list[Region]:
+                   block_size: int = DEFAULT_BLOCK_SIZE, options: Optional[dict] = None) -> list[Region]:
     """Run the detector ``name`` on an RGB uint8 image."""
     det = get_detector(name, **_detector_options(name, weights, min_score, block_size, options or {}))
     return list(det.detect(check_image(image_rgb)))
@@ -88,7 +88,7 @@ def detect_regions(image_rgb: np.ndarray, name: str, *, weights=None, min_score:
 
 def build_group_mask(image_rgb: np.ndarray, *, detector: Optional[str] = None, mask_path=None,
                      names_path=None, boxes_path=None, coco_path=None, image_name=None,
-                     weights=None, block_size: int = 32, coverage: float = 0.0,
+                     weights=None, block_size: int = DEFAULT_BLOCK_SIZE, coverage: float = 0.0,
                      group_by: str = "class", classes=None, min_score: float = 0.25,
                      max_groups: int = 32, log: Optional[Callable[[str], None]] = print_to_stderr,
                      detector_options: Optional[dict] = None, priority=None) -> GroupMask:
