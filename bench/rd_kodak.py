@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bdrate import bd_psnr_curves, bd_rate_curves  # noqa: E402
+from ssic_cli.mask import DEFAULT_BLOCK_SIZE  # noqa: E402
 
 SHARED = Path(os.environ.get("SSIC_SHARED", ROOT.parent / "shared"))
 DEFAULT_QUALITIES = "1,2,3,4,5,6,7,8"
@@ -55,7 +56,7 @@ DEFAULT_PUBLISHED = ("bmshj2018-factorized,bmshj2018-hyperprior,mbt2018-mean,mbt
 PUBLISHED_NOTE = ("copied from anchors/kodak_published_rd.json: CompressAI's results files "
                   "(github.com/InterDigitalInc/CompressAI, results/image/kodak); learned models "
                   "are float reconstructions, ~0.005-0.06 dB above 8-bit output")
-BLOCK_SIZE = 32
+BLOCK_SIZE = DEFAULT_BLOCK_SIZE       # the CLI's
 MASK_GROUPS = (3, 5)
 
 
@@ -232,45 +233,46 @@ def published_curves(names: list[str]) -> dict:
 
 
 # ----- ssic ------------------------------------------------------------------------------------
-def irregular_mask(rgb: np.ndarray, index: int, seed: int):
+def irregular_mask(rgb: np.ndarray, index: int, seed: int, block_size: int = BLOCK_SIZE):
     """A seeded irregular mask of 3–5 connected groups (the training sampler's flood fill)."""
     from ssic_cli.mask import GroupMask, grid_shape
     from ssic_cli.train import random_group_blocks
-    rows, cols = grid_shape(rgb.shape[1], rgb.shape[0], BLOCK_SIZE)
+    rows, cols = grid_shape(rgb.shape[1], rgb.shape[0], block_size)
     rng = np.random.default_rng([seed, index])
     while True:
         ids = random_group_blocks(rows, cols, rng, max_groups=MASK_GROUPS[1])
         groups = int(ids.max()) + 1
         if MASK_GROUPS[0] <= groups <= MASK_GROUPS[1]:
-            return GroupMask(BLOCK_SIZE, ids, ["background"] + [f"region#{g}" for g in range(1, groups)])
+            return GroupMask(block_size, ids, ["background"] + [f"region#{g}" for g in range(1, groups)])
 
 
-def saliency_mask(rgb: np.ndarray, index: int, seed: int):
+def saliency_mask(rgb: np.ndarray, index: int, seed: int, block_size: int = BLOCK_SIZE):
     """The weight-free saliency detector, one group per salient blob (2–4 groups on Kodak)."""
     from ssic_cli.detect import build_group_mask
-    return build_group_mask(rgb, detector="saliency", group_by="instance", block_size=BLOCK_SIZE, log=None)
+    return build_group_mask(rgb, detector="saliency", group_by="instance", block_size=block_size, log=None)
 
 
 MASKS = {"irregular": irregular_mask, "saliency": saliency_mask}
 
 
-def ssic_row(rgb: np.ndarray, q: float, name: str, group_mask=None) -> dict:
+def ssic_row(rgb: np.ndarray, q: float, name: str, group_mask=None, effort: int = 0) -> dict:
     from ssic_cli.evaluate import evaluate_image
-    r = evaluate_image(rgb, q, weights=None, group_mask=group_mask)
+    r = evaluate_image(rgb, q, weights=None, group_mask=group_mask, effort=effort)
     return {"q": q, "image": name, "bytes": r["bytes"], "bpp": r["bpp"], "psnr": r["psnr"],
             "enc_s": r["encode_s"], "dec_s": r["decode_s"],
             "groups": group_mask.num_groups if group_mask is not None else 1}
 
 
-def run_ssic(images: dict[str, np.ndarray], masks: Optional[dict], qualities: list[float]) -> tuple[dict, dict]:
+def run_ssic(images: dict[str, np.ndarray], masks: Optional[dict], qualities: list[float],
+             effort: int = 0) -> tuple[dict, dict]:
     """ssic single-group and (unless ``masks`` is None) grouped at every quality: (curves, per-image rows)."""
     single, grouped = [], []
     for q in qualities:
         t0 = time.perf_counter()
         for name, rgb in images.items():
-            single.append(ssic_row(rgb, q, name))
+            single.append(ssic_row(rgb, q, name, effort=effort))
             if masks is not None:
-                grouped.append(ssic_row(rgb, q, name, masks[name]))
+                grouped.append(ssic_row(rgb, q, name, masks[name], effort))
         last = [r for r in single if r["q"] == q]
         log(f"ssic q={q:g}: {np.mean([r['bpp'] for r in last]):.3f} bpp, "
             f"{np.mean([r['psnr'] for r in last]):.2f} dB ({time.perf_counter() - t0:.0f} s)")
@@ -458,14 +460,21 @@ def parse_args(argv):
     ap.add_argument("--group-mask", choices=sorted(MASKS), default="irregular",
                     help="mask for the structuring cost: a seeded 3-5 group flood fill, or the "
                          "saliency detector's blobs (default: %(default)s)")
+    ap.add_argument("--block-size", type=int, choices=(16, 32, 64), default=BLOCK_SIZE,
+                    help="block size of the structuring-cost masks (default: %(default)s, the CLI's)")
     ap.add_argument("--single-only", action="store_true",
                     help="ssic as one group only (no grouped run, no structuring cost): half the time")
+    ap.add_argument("--effort", type=int, default=0, metavar="STEPS",
+                    help="ssic encoder effort (latent refinement steps, `ssic encode -e`; default: %(default)s)")
     ap.add_argument("--seed", type=int, default=2023, help="seed of the irregular masks (default: %(default)s)")
     ap.add_argument("--published", default=DEFAULT_PUBLISHED,
                     help="curves from anchors/kodak_published_rd.json, comma-separated, '' for none "
                          "(default: %(default)s)")
     ap.add_argument("--jobs", type=int, default=2, help="classic encoder processes at a time (default: %(default)s)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads for ssic (default: %(default)s)")
+    ap.add_argument("--merge", nargs="+", metavar="JSON",
+                    help="measure nothing: join runs of the same images that split the ssic qualities "
+                         "between processes (e.g. --qualities 1,3,5,7 and 2,4,6,8) into --out")
     ap.add_argument("--reanalyse", action="store_true",
                     help="measure nothing: recompute tables and plot from the measurements in --out")
     args = ap.parse_args(argv)
@@ -503,18 +512,41 @@ def measure(args, files: list[Path]) -> dict:
         import torch
         torch.set_num_threads(args.threads)
         mask_fn = MASKS[args.group_mask]
-        masks = None if args.single_only else {name: mask_fn(rgb, i, args.seed)
+        masks = None if args.single_only else {name: mask_fn(rgb, i, args.seed, args.block_size)
                                                for i, (name, rgb) in enumerate(images.items())}
         meta["weights"] = weights_info()
         meta["group_mask_detail"] = (
             f"seeded flood fill (ssic_cli.train.random_group_blocks, seed [{args.seed}, image index]), "
-            f"{MASK_GROUPS[0]}-{MASK_GROUPS[1]} connected groups, {BLOCK_SIZE}px blocks"
+            f"{MASK_GROUPS[0]}-{MASK_GROUPS[1]} connected groups, {args.block_size}px blocks"
             if args.group_mask == "irregular" else
-            f"saliency detector, one group per blob (group_by=instance), {BLOCK_SIZE}px blocks")
-        got, rows = run_ssic(images, masks, qualities)
+            f"saliency detector, one group per blob (group_by=instance), {args.block_size}px blocks")
+        meta["effort"] = args.effort
+        got, rows = run_ssic(images, masks, qualities, args.effort)
         curves.update(got)
         per_image.update(rows)
     meta["run_s"] = round(time.perf_counter() - started, 1)
+    return {"meta": meta, "curves": curves, "per_image": per_image}
+
+
+def merge_runs(runs: list[dict]) -> dict:
+    """One raw result from runs of the same images and settings that measured different ssic
+    qualities (two processes use both cores; one process per quality subset)."""
+    first = runs[0]
+    keys = ("set", "images", "effort", "group_mask", "weights")
+    for other in runs[1:]:
+        if any(other["meta"].get(k) != first["meta"].get(k) for k in keys):
+            raise SystemExit(f"--merge: the runs differ in one of {', '.join(keys)}")
+    meta = dict(first["meta"], run_s=sum(r["meta"]["run_s"] for r in runs),
+                qualities=sorted(q for r in runs for q in r["meta"]["qualities"]))
+    curves = dict(first["curves"])
+    per_image = {k: list(v) for k, v in first["per_image"].items()}
+    for other in runs[1:]:
+        for name, points in other["curves"].items():
+            if name.startswith("ssic"):
+                curves[name] = sorted(curves.get(name, []) + points, key=lambda p: p["q"])
+        for name, rows in other["per_image"].items():
+            if name.startswith("ssic"):
+                per_image[name] = per_image.get(name, []) + rows
     return {"meta": meta, "curves": curves, "per_image": per_image}
 
 
@@ -542,6 +574,8 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)      # torch.jit deprecation noise
     if args.reanalyse:
         raw = json.loads(args.out.read_text())
+    elif args.merge:
+        raw = merge_runs([json.loads(Path(f).read_text()) for f in args.merge])
     else:
         files = photo_files(args.photos, args.images) if args.photos else kodak_files(args.kodak, args.images)
         raw = measure(args, files)

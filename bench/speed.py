@@ -27,6 +27,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from ssic_cli.mask import DEFAULT_BLOCK_SIZE  # noqa: E402
 
 
 def _image(path: Path) -> np.ndarray:
@@ -34,7 +35,7 @@ def _image(path: Path) -> np.ndarray:
     return load_image(path).rgb
 
 
-def roi_mask(width: int, height: int, fraction: float, block: int = 32):
+def roi_mask(width: int, height: int, fraction: float, block: int = DEFAULT_BLOCK_SIZE):
     """background + one compact 'roi' group of about ``fraction`` of the blocks, centred."""
     from ssic_cli.mask import GroupMask, grid_shape
     rows, cols = grid_shape(width, height, block)
@@ -47,6 +48,12 @@ def roi_mask(width: int, height: int, fraction: float, block: int = 32):
     return GroupMask(block, ids, ["background", "roi"])
 
 
+def _once(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
 def timed(fn, repeat: int) -> float:
     fn()                                                     # warm-up
     times = []
@@ -57,13 +64,13 @@ def timed(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
-def child(mode: str, image: Path, ssb: Path) -> None:
+def child(mode: str, image: Path, ssb: Path, effort: int = 0) -> None:
     """One encode or decode in a fresh process; prints its peak RSS in MB."""
     from ssic_cli import codec
     from ssic_cli.mask import single_group
     if mode == "encode":
         rgb = _image(image)
-        codec.encode(rgb, single_group(rgb.shape[1], rgb.shape[0]), 4.0)
+        codec.encode(rgb, single_group(rgb.shape[1], rgb.shape[0]), 4.0, effort=effort)
     else:
         codec.decode(ssb.read_bytes())
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -120,13 +127,15 @@ def main(argv=None) -> int:
     ap.add_argument("--quality", type=float, default=4.0)
     ap.add_argument("--batch", type=int, default=8, help="images in the -j batch runs")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--effort", type=int, default=16,
+                    help="also time one encode at this effort (`ssic encode -e`), 0: skip (default: %(default)s)")
     ap.add_argument("--child", choices=["encode", "decode"])
     ap.add_argument("--ssb", type=Path)
     args = ap.parse_args(argv)
     import torch
     torch.set_num_threads(args.threads)
     if args.child:
-        child(args.child, args.image, args.ssb)
+        child(args.child, args.image, args.ssb, args.effort)
         return 0
     from ssic_cli import codec
     from ssic_cli.mask import single_group
@@ -137,6 +146,9 @@ def main(argv=None) -> int:
     data = codec.encode(rgb, gm, args.quality)
     rows = [{"case": "encode (1 group)", "seconds": timed(lambda: codec.encode(rgb, gm, args.quality), args.repeat)},
             {"case": "decode, full (1 group)", "seconds": timed(lambda: codec.decode(data), args.repeat)}]
+    if args.effort:         # long: timed once, after the warm-up of the rows above
+        rows.insert(1, {"case": f"encode (1 group), effort {args.effort}",
+                        "seconds": _once(lambda: codec.encode(rgb, gm, args.quality, effort=args.effort))})
     for frac in (0.10, 0.25, 0.50):
         roi = roi_mask(w, h, frac)
         area = float((roi.ids == 1).mean())
@@ -148,10 +160,13 @@ def main(argv=None) -> int:
     ssb = Path("/tmp") / f"ssic-speed-{os.getpid()}.ssb"
     ssb.write_bytes(data)
     mem = {}
-    for mode in ("encode", "decode"):
+    for mode, effort in (("encode", 0), ("decode", 0), ("encode", args.effort)):
+        if mode in mem and not effort:
+            continue
         out = subprocess.run([sys.executable, __file__, "--child", mode, "--image", str(args.image), "--ssb", str(ssb),
-                              "--threads", str(args.threads)], capture_output=True, text=True, check=True)
-        mem[mode] = float(out.stdout.strip().splitlines()[-1])
+                              "--threads", str(args.threads), "--effort", str(effort)],
+                             capture_output=True, text=True, check=True)
+        mem[f"{mode}, effort {effort}" if effort else mode] = float(out.stdout.strip().splitlines()[-1])
     process = whole_process_times(args.image, ssb, args.repeat)
     batch = batch_throughput(args.image, args.batch)
     ssb.unlink()
@@ -164,7 +179,8 @@ def main(argv=None) -> int:
     print("| case | seconds |\n|---|---|")
     for r in rows:
         print(f"| {r['case']} | {r['seconds']:.3f} |")
-    print(f"| peak RSS, encode process | {mem['encode']:.0f} MB |\n| peak RSS, decode process | {mem['decode']:.0f} MB |")
+    for mode, mb in mem.items():
+        print(f"| peak RSS, {mode} process | {mb:.0f} MB |")
     print("\n| whole process (`ssic …`) | seconds |\n|---|---|")
     for r in process:
         print(f"| {r['command']} | {r['seconds']:.2f} |")

@@ -1,3 +1,3 @@
 """ssic: semantically structured image compression (Feng et al., ICCV 2023)."""
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"

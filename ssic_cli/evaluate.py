@@ -21,11 +21,12 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else float(10 * np.log10(255.0 ** 2 / mse))
 
 
-def evaluate_image(rgb: np.ndarray, quality: float, weights, group_mask: Optional[GroupMask] = None) -> dict:
+def evaluate_image(rgb: np.ndarray, quality: float, weights, group_mask: Optional[GroupMask] = None,
+                   effort: int = 0) -> dict:
     h, w = rgb.shape[:2]
     gm = group_mask or single_group(w, h)
     t0 = time.perf_counter()
-    data = codec.encode(rgb, gm, quality, weights=weights)
+    data = codec.encode(rgb, gm, quality, weights=weights, effort=effort)
     t1 = time.perf_counter()
     out = np.asarray(codec.decode(data, weights=weights).image.convert("RGB"))
     t2 = time.perf_counter()

@@ -114,6 +114,14 @@ def test_missing_input_directory_input_and_same_output(tmp_path, photo, capsys):
     assert Image.open(photo).size == (160, 96)
 
 
+def test_default_block_size_is_the_librarys(tmp_path, photo, capsys):
+    from ssic_cli.mask import DEFAULT_BLOCK_SIZE
+    out = tmp_path / "b.ssb"
+    assert run(capsys, "encode", photo, "-o", out, "--detector", "grid")[0] == 0
+    info = json.loads(run(capsys, "inspect", out, "--json")[1])
+    assert info["block_size"] == DEFAULT_BLOCK_SIZE == 16
+
+
 def test_usage_errors_exit_1(tmp_path, photo, capsys):
     assert run(capsys, "encode", photo)[0] == 1                                   # no -o
     assert run(capsys, "encode", photo, "-o", tmp_path / "a.ssb", "-q", "9")[0] == 1

@@ -1,0 +1,60 @@
+"""Probe: what encoder effort (``ssic encode -e N``) buys on Kodak, against the plain encoder.
+
+Pairs a ``bench/rd_kodak.py --effort N`` run (same images, same weights) with the plain run in
+``bench/results/rd_kodak.json``: BD-rate of effort N against effort 0, the per-quality change of
+rate and PSNR (and per image: how many files got smaller), and the effort curve against the
+classic codecs that run measured. Writes JSON and prints it::
+
+    python bench/rd_kodak.py --skip-classic --single-only --effort 16 --qualities 1,3,5,7 \\
+        --threads 1 --published "" --out runs/e16a.json      # and 2,4,6,8 in a second process
+    python bench/rd_kodak.py --merge runs/e16a.json runs/e16b.json --skip-classic \\
+        --out bench/results/effort/rd_kodak_effort16.json
+    python bench/probes/effort_kodak.py bench/results/effort/rd_kodak_effort16.json \\
+        bench/results/probes/effort_kodak16.json
+"""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bdrate import bd_rate_curves  # noqa: E402
+
+PLAIN = Path("bench/results/rd_kodak.json")
+
+
+def compare(effort_run: dict, plain_run: dict) -> dict:
+    effort, plain = effort_run["curves"]["ssic"], plain_run["curves"]["ssic"]
+    qs = [p["q"] for p in effort]
+    plain_at = [p for p in plain if p["q"] in qs]
+    rows = {(r["q"], r["image"]): r for r in plain_run["per_image"]["ssic"]}
+    per_q = []
+    for p, e in zip(plain_at, effort):
+        pairs = [(rows[(r["q"], r["image"])], r) for r in effort_run["per_image"]["ssic"] if r["q"] == e["q"]]
+        per_q.append({"q": e["q"], "bpp": [round(p["bpp"], 4), round(e["bpp"], 4)],
+                      "psnr": [round(p["psnr"], 3), round(e["psnr"], 3)],
+                      "rate_change_pct": round(100 * (e["bpp"] / p["bpp"] - 1), 2),
+                      "psnr_change_db": round(e["psnr"] - p["psnr"], 3),
+                      "images_smaller": sum(b["bytes"] < a["bytes"] for a, b in pairs), "images": len(pairs),
+                      "encode_s_median": [round(p["enc_s"], 2), round(e["enc_s"], 2)]})
+    classic = {name: round(bd_rate_curves(pts, effort), 2) for name, pts in plain_run["curves"].items()
+               if not name.startswith(("ssic", "published"))}
+    jpeg = plain_run["curves"]["jpeg"]
+    return {"effort": effort_run["meta"].get("effort"), "images": effort_run["meta"]["images"],
+            "bd_rate_vs_effort0": round(bd_rate_curves(plain_at, effort), 2),
+            "vs_jpeg": {"effort": round(bd_rate_curves(jpeg, effort), 2),
+                        "effort 0": round(bd_rate_curves(jpeg, plain), 2),
+                        **{n: round(bd_rate_curves(jpeg, pts), 2) for n, pts in plain_run["curves"].items()
+                           if n in ("webp", "jxl", "avif")}},
+            "effort_vs": classic, "per_quality": per_q,
+            "mean_rate_change_pct": round(float(np.mean([r["rate_change_pct"] for r in per_q])), 2)}
+
+
+if __name__ == "__main__":
+    effort_path, out = Path(sys.argv[1]), Path(sys.argv[2])
+    result = compare(json.loads(effort_path.read_text()), json.loads(PLAIN.read_text()))
+    result["sources"] = [str(effort_path), str(PLAIN)]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result, indent=1))
