@@ -11,6 +11,8 @@ classic codecs that run measured. Writes JSON and prints it::
         --out bench/results/effort/rd_kodak_effort16.json
     python bench/probes/effort_kodak.py bench/results/effort/rd_kodak_effort16.json \\
         bench/results/probes/effort_kodak16.json
+    python bench/probes/effort_kodak.py bench/results/effort/rd_holdout_effort16.json \\
+        bench/results/probes/effort_holdout16.json bench/results/rd_holdout.json   # another plain run
 """
 import json
 import sys
@@ -53,8 +55,9 @@ def compare(effort_run: dict, plain_run: dict) -> dict:
 
 if __name__ == "__main__":
     effort_path, out = Path(sys.argv[1]), Path(sys.argv[2])
-    result = compare(json.loads(effort_path.read_text()), json.loads(PLAIN.read_text()))
-    result["sources"] = [str(effort_path), str(PLAIN)]
+    plain_path = Path(sys.argv[3]) if len(sys.argv) > 3 else PLAIN
+    result = compare(json.loads(effort_path.read_text()), json.loads(plain_path.read_text()))
+    result["sources"] = [str(effort_path), str(plain_path)]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
