@@ -160,9 +160,7 @@ def main(argv=None) -> int:
     ssb = Path("/tmp") / f"ssic-speed-{os.getpid()}.ssb"
     ssb.write_bytes(data)
     mem = {}
-    for mode, effort in (("encode", 0), ("decode", 0), ("encode", args.effort)):
-        if mode in mem and not effort:
-            continue
+    for mode, effort in [("encode", 0), ("decode", 0)] + ([("encode", args.effort)] if args.effort else []):
         out = subprocess.run([sys.executable, __file__, "--child", mode, "--image", str(args.image), "--ssb", str(ssb),
                               "--threads", str(args.threads), "--effort", str(effort)],
                              capture_output=True, text=True, check=True)

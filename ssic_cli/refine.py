@@ -11,9 +11,9 @@ property of the decoder, which never sees how its symbols were chosen).
 What is optimised: the scaled latent y_s = y·gain(q) of one group, on the crop the decoder
 decodes it on, under its coded hyper latent (z is coded from g_a's y first, so the hyper
 features stay fixed). The loss is the training loss of quality q — λ(q)·255²·MSE over the
-group's shown pixels + bits of ŷ per pixel — through the float ChARM path of training. Rounding is relaxed by stochastic Gumbel annealing
-(SGA, Yang et al.): each latent becomes a soft mix of its floor and ceiling, sampled with odds
-that sharpen as the temperature falls. Measured on a Kodak crop (README): straight-through
+group's shown pixels + bits of ŷ per pixel — through the float ChARM path of training.
+Rounding is relaxed by stochastic Gumbel annealing (SGA, Yang et al.): each latent becomes a
+soft mix of its floor and ceiling, sampled with odds that sharpen as the temperature falls. Measured on a Kodak crop (README): straight-through
 rounding *raises* the loss under Adam (the gradient at the integers says little), the training
 proxy (uniform noise) lowers it ~0.7 % and then diverges, SGA lowers it steadily. Every
 iterate is scored with hard rounding, and the best one met is what gets coded.
