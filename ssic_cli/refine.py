@@ -25,7 +25,6 @@ import math
 import torch
 
 from .model import entropy as em
-from .model.intnet import fake_quant
 from .model.layers import PAD_KEY
 from .model.ssic import SSICModel
 from .model.transforms import keys_at_scale, upsample_parent
@@ -33,6 +32,7 @@ from .model.transforms import keys_at_scale, upsample_parent
 # Adam step on y_s, in quantisation steps, and the SGA temperature schedule (Yang et al.'s
 # form, τ = 0.5·e^(−ct) floored, with c scaled to the few dozen steps a CPU can afford).
 LEARNING_RATE = 0.02
+LEARNING_RATE_END = 0.02   # decayed geometrically to over the steps; decay measured no better (README)
 TAU_START, TAU_END = 0.5, 0.1
 SCORE_EVERY = 8       # hard-rounded scoring of the iterates costs a forward pass; not every step
 
@@ -56,23 +56,15 @@ def soft_round(v: torch.Tensor, tau: float, rng: torch.Generator) -> torch.Tenso
 def rate_bits(model: SSICModel, y_s: torch.Tensor, hyper: torch.Tensor, gain: torch.Tensor,
               valid: torch.Tensor, tau: float = 0.0, rng: "torch.Generator | None" = None
               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(bits of the symbols, ŷ) through the float ChARM path; gain (M,) is the coded
-    (fixed-point) gain of the quality. τ = 0: hard rounding (what the coder does); τ > 0: SGA."""
-    ms = model.config.latent // model.config.slices
-    bits = y_s.new_zeros(())
-    seen: list[torch.Tensor] = []
-    y_hats = []
-    for i in range(model.config.slices):
-        gi = gain[i * ms:(i + 1) * ms]
-        mu, sigma = model.slice_params(i, hyper, seen, gi)
-        v = y_s[..., i * ms:(i + 1) * ms] - mu
-        symbols = soft_round(v, tau, rng) if tau else torch.round(v)
-        bits = bits + (-torch.log2(em.gaussian_likelihood(symbols, sigma)) * valid).sum()
-        y_hat_s = symbols + fake_quant(mu, em.MEAN_GRID)
-        y_hat_s = y_hat_s + model.lrp(i, hyper, seen, model.unscaled(y_hat_s, gi))
-        seen.append(model.unscaled(y_hat_s, gi))
-        y_hats.append(y_hat_s / gi)
-    return bits, torch.cat(y_hats, dim=-1)
+    """(bits of the symbols, ŷ) through the float ChARM chain of training; gain (M,) is the
+    coded (fixed-point) gain of the quality. τ = 0: hard rounding (what the coder does); τ > 0:
+    SGA. The same symbols are counted and reconstructed, unlike training's noise."""
+    def rounding(y_s_i: torch.Tensor, mu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        symbols = soft_round(y_s_i - mu, tau, rng) if tau else torch.round(y_s_i - mu)
+        return symbols, symbols
+
+    y_hat, bits = model.latent_chain(y_s, hyper, gain, valid, rounding)
+    return bits.sum(), y_hat
 
 
 def refine_group(model: SSICModel, x: torch.Tensor, keys: torch.Tensor, block_size: int, y_s: torch.Tensor,
@@ -115,6 +107,8 @@ def refine_group(model: SSICModel, x: torch.Tensor, keys: torch.Tensor, block_si
                     best, best_loss = y_s.detach().clone(), scored
             if step == steps:
                 break
+            for group in opt.param_groups:
+                group["lr"] = LEARNING_RATE * (LEARNING_RATE_END / LEARNING_RATE) ** (step / max(1, steps - 1))
             loss = loss_at(TAU_START * math.exp(-decay * step))
             opt.zero_grad(set_to_none=True)
             loss.backward()

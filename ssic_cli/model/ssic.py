@@ -226,24 +226,31 @@ class SSICModel(nn.Module):
 
     def _train_latents(self, y: torch.Tensor, hyper: torch.Tensor, keys16: torch.Tensor, quality: torch.Tensor):
         """ChARM over the slices: noisy latents for the rate, rounded ones for the reconstruction."""
-        c = self.config
         gain = self.gains(quality)[:, None, None, :]
-        ms = c.latent // c.slices
         valid = (keys16 != PAD_KEY).unsqueeze(-1)
-        y_hats, bits_y = [], torch.zeros(y.shape[0], device=y.device)
+        return self.latent_chain(y * gain, hyper, gain, valid, _noisy_for_rate)
+
+    def latent_chain(self, y_s: torch.Tensor, hyper: torch.Tensor, gain: torch.Tensor, valid: torch.Tensor,
+                     rounding) -> tuple[torch.Tensor, torch.Tensor]:
+        """The float ChARM chain of training and of encoder refinement: slice by slice, μ and σ from
+        the hyper features and the slices before, symbols of the scaled latent y_s = y·gain minus
+        μ, their bits, ŷ with its latent residual prediction. ``rounding(y_s, μ)`` returns the symbols (relative to μ) that
+        are counted and those that are reconstructed: noise and straight-through rounding when
+        training, one relaxed or hard rounding for both when refining. Returns ŷ (unscaled) and
+        the bits of each sample, (N,)."""
+        ms = self.config.latent // self.config.slices
+        y_hats, bits = [], torch.zeros(y_s.shape[0], device=y_s.device)
         seen: list[torch.Tensor] = []          # earlier slices as the ChARM nets see them
-        for i in range(c.slices):
+        for i in range(self.config.slices):
             gi = gain[..., i * ms:(i + 1) * ms]
-            y_s = y[..., i * ms:(i + 1) * ms] * gi
             mu, sigma = self.slice_params(i, hyper, seen, gi)
-            noisy = y_s + torch.empty_like(y_s).uniform_(-0.5, 0.5) - mu
-            lik = em.gaussian_likelihood(noisy, sigma)
-            bits_y = bits_y + (-torch.log2(lik) * valid).flatten(1).sum(1)
-            y_hat_s = ste_round(y_s - mu) + fake_quant(mu, em.MEAN_GRID)
+            counted, shown = rounding(y_s[..., i * ms:(i + 1) * ms], mu)
+            bits = bits + (-torch.log2(em.gaussian_likelihood(counted, sigma)) * valid).flatten(1).sum(1)
+            y_hat_s = shown + fake_quant(mu, em.MEAN_GRID)
             y_hat_s = y_hat_s + self.lrp(i, hyper, seen, self.unscaled(y_hat_s, gi))
             seen.append(self.unscaled(y_hat_s, gi))
             y_hats.append(y_hat_s / gi)
-        return torch.cat(y_hats, dim=-1), bits_y
+        return torch.cat(y_hats, dim=-1), bits
 
     def _train_hyper(self, y: torch.Tensor, keys16: torch.Tensor):
         """Per-group z and its rate; hyper features from the integer ẑ − median of every group."""
@@ -282,3 +289,9 @@ def build_model(model_id: str = DEFAULT_MODEL) -> SSICModel:
 
 def config_dict(config: ModelConfig) -> dict:
     return asdict(config)
+
+
+def _noisy_for_rate(y_s: torch.Tensor, mu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training's rounding: uniform noise stands in for it in the rate, straight-through
+    rounding in the reconstruction (the decoder sees integers)."""
+    return y_s + torch.empty_like(y_s).uniform_(-0.5, 0.5) - mu, ste_round(y_s - mu)
