@@ -232,12 +232,12 @@ class SSICModel(nn.Module):
 
     def latent_chain(self, y_s: torch.Tensor, hyper: torch.Tensor, gain: torch.Tensor, valid: torch.Tensor,
                      rounding) -> tuple[torch.Tensor, torch.Tensor]:
-        """The float ChARM chain of training and of encoder refinement: slice by slice, μ and σ from
-        the hyper features and the slices before, symbols of the scaled latent y_s = y·gain minus
-        μ, their bits, ŷ with its latent residual prediction. ``rounding(y_s, μ)`` returns the symbols (relative to μ) that
-        are counted and those that are reconstructed: noise and straight-through rounding when
-        training, one relaxed or hard rounding for both when refining. Returns ŷ (unscaled) and
-        the bits of each sample, (N,)."""
+        """The float ChARM chain of training and of encoder refinement: slice by slice, μ and σ
+        from the hyper features and the slices before, symbols of the scaled latent y_s = y·gain
+        minus μ, their bits, ŷ with its latent residual prediction. ``rounding(y_s, μ)`` returns
+        the symbols (relative to μ) that are counted and those that are reconstructed: noise and
+        straight-through rounding when training, one relaxed or hard rounding for both when
+        refining. Returns ŷ (unscaled) and the bits of each sample, (N,)."""
         ms = self.config.latent // self.config.slices
         y_hats, bits = [], torch.zeros(y_s.shape[0], device=y_s.device)
         seen: list[torch.Tensor] = []          # earlier slices as the ChARM nets see them
