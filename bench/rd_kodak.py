@@ -18,6 +18,8 @@ progress goes to stderr.
     python bench/rd_kodak.py --out bench/results/rd_kodak.json
     python bench/rd_kodak.py --images 3 --qualities 2,5,8 --skip-classic --out /tmp/rd.json
     python bench/rd_kodak.py --photos runs/holdout --out bench/results/rd_holdout.json   # held out
+    python bench/rd_kodak.py --photos runs/holdout --effort 32 --single-only \\
+        --classic-from bench/results/rd_holdout.json --out /tmp/rd_e32.json   # classic curves reused
 """
 from __future__ import annotations
 
@@ -222,6 +224,23 @@ def anchor_classic_curves() -> dict:
     """The anchors' own classic run, used in place of a re-run with --skip-classic."""
     return {name: [{"q": p["q"], "bpp": p["bpp"], "psnr": p["psnr"]} for p in pts]
             for name, pts in anchors("kodak_classic_measured.json").items()}
+
+
+def earlier_classic(path: Path, names: list[str]) -> tuple[dict, dict, dict]:
+    """The classic curves, per-image rows and their meta from an earlier result of this script,
+    refused unless it measured exactly these images with the encoders run (not the anchors)."""
+    try:
+        earlier = json.loads(path.read_text())
+        classic, rows = earlier["meta"]["classic"], earlier["per_image"]
+    except (OSError, ValueError, KeyError) as e:
+        raise SystemExit(f"--classic-from {path}: not a result of this script ({e})")
+    if not isinstance(classic, dict):
+        raise SystemExit(f"--classic-from {path}: its classic curves are the anchors', not a run")
+    measured = sorted({r["image"] for name in classic for r in rows.get(name, [])})
+    if measured != names:
+        raise SystemExit(f"--classic-from {path}: it measured {len(measured)} other images, not these {len(names)}")
+    curves = {name: earlier["curves"][name] for name in classic}
+    return curves, {name: rows[name] for name in classic}, earlier["meta"]
 
 
 def published_curves(names: list[str]) -> dict:
@@ -449,6 +468,9 @@ def parse_args(argv):
     ap.add_argument("--skip-classic", action="store_true",
                     help="do not run the classic encoders; use the anchors' measured curves instead")
     ap.add_argument("--skip-ssic", action="store_true", help="classic encoders and published curves only")
+    ap.add_argument("--classic-from", type=Path, metavar="JSON",
+                    help="do not run the classic encoders; reuse their curves from an earlier result of "
+                         "this script on the same images (e.g. a plain run, for an --effort run)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/rd_kodak.json",
                     help="JSON output (default: bench/results/rd_kodak.json)")
     ap.add_argument("--plot", type=Path, help="RD plot PNG (default: --out with .png)")
@@ -479,7 +501,10 @@ def parse_args(argv):
                     help="measure nothing: recompute tables and plot from the measurements in --out")
     args = ap.parse_args(argv)
     if args.photos and args.skip_classic:
-        ap.error("--photos needs the classic encoders run here (the anchors are Kodak's)")
+        ap.error("--photos needs the classic encoders run here (the anchors are Kodak's); "
+                 "--classic-from reuses an earlier run's")
+    if args.classic_from and args.skip_classic:
+        ap.error("--classic-from and --skip-classic both replace the classic run; give one")
     if args.photos:
         args.published = ""
     return args
@@ -493,6 +518,10 @@ def measure(args, files: list[Path]) -> dict:
     curves, per_image = {}, {}
     if args.skip_classic:
         curves.update(anchor_classic_curves())
+    elif args.classic_from:
+        got, rows, classic_meta = earlier_classic(args.classic_from, sorted(images))
+        curves.update(got)
+        per_image.update(rows)
     else:
         check_tools()
         got, rows = run_classic(files, images, args.jobs)
@@ -504,8 +533,11 @@ def measure(args, files: list[Path]) -> dict:
             "qualities": qualities,
             "metric": "mean bpp (whole file) and mean RGB PSNR (8-bit, 3 channels) over the images",
             "classic": "anchors file (not re-run)" if args.skip_classic else
+                       classic_meta["classic"] if args.classic_from else
                        {c.name: {"command": c.command, "settings": list(c.ladder)} for c in CLASSICS},
-            "tool_versions": {} if args.skip_classic else tool_versions(),
+            "tool_versions": {} if args.skip_classic else
+                             classic_meta["tool_versions"] if args.classic_from else tool_versions(),
+            **({"classic_from": str(args.classic_from)} if args.classic_from else {}),
             "published_source": PUBLISHED_NOTE, "group_mask": args.group_mask,
             "host": f"{platform.node()} ({os.cpu_count()} cpus)", "date": time.strftime("%Y-%m-%d %H:%M")}
     if not args.skip_ssic:

@@ -1,6 +1,7 @@
 """bench/holdout.py and rd_kodak's --photos: the held-out set really is held out, and is stable."""
 from __future__ import annotations
 
+import json
 import sys
 
 import pytest
@@ -51,3 +52,34 @@ def test_photos_need_the_classic_encoders_run_here():
 def test_an_empty_photo_folder_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="bench/holdout.py"):
         rd_kodak.photo_files(tmp_path, None)
+
+
+def earlier_result(tmp_path, names, classic=True):
+    rows = [{"q": 50, "image": n, "bytes": 100, "bpp": 1.0, "psnr": 30.0} for n in names]
+    result = {"meta": {"classic": {"jpeg": {"command": "cjpeg", "settings": [50]}} if classic else "anchors file",
+                       "tool_versions": {"libjpeg-turbo-progs": "2.1.5"}},
+              "curves": {"jpeg": [{"q": 50, "bpp": 1.0, "psnr": 30.0}], "ssic": [{"q": 2, "bpp": 0.5, "psnr": 29.0}]},
+              "per_image": {"jpeg": rows, "ssic": rows}}
+    path = tmp_path / "earlier.json"
+    path.write_text(json.dumps(result))
+    return path
+
+
+def test_classic_from_reuses_only_the_classic_curves_of_the_same_images(tmp_path):
+    path = earlier_result(tmp_path, ["a.png", "b.png"])
+    curves, rows, meta = rd_kodak.earlier_classic(path, ["a.png", "b.png"])
+    assert list(curves) == list(rows) == ["jpeg"]                   # ssic is measured again, never reused
+    assert meta["tool_versions"] == {"libjpeg-turbo-progs": "2.1.5"}
+    with pytest.raises(SystemExit, match="other images"):
+        rd_kodak.earlier_classic(path, ["a.png"])
+    with pytest.raises(SystemExit, match="anchors"):
+        rd_kodak.earlier_classic(earlier_result(tmp_path, ["a.png"], classic=False), ["a.png"])
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(SystemExit, match="not a result"):
+        rd_kodak.earlier_classic(tmp_path / "bad.json", ["a.png"])
+
+
+def test_classic_from_serves_photos_but_not_with_skip_classic():
+    assert rd_kodak.parse_args(["--photos", "somewhere", "--classic-from", "x.json"]).classic_from.name == "x.json"
+    with pytest.raises(SystemExit):
+        rd_kodak.parse_args(["--classic-from", "x.json", "--skip-classic"])
