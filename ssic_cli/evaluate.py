@@ -9,16 +9,28 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 import numpy as np
+import torch
 
 from . import codec
 from .imageio import load_image
 from .mask import GroupMask, single_group
+from .model import entropy as em
 from .weights import LoadedModel, freeze
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float("inf") if mse == 0 else float(10 * np.log10(255.0 ** 2 / mse))
+
+
+def rd_cost(rgb: np.ndarray, data: bytes, quality: float, weights=None) -> dict:
+    """What encoder effort minimises, measured on a real file and its decoded pixels: bpp of the
+    whole file, PSNR, and the training loss of the quality, cost = λ(q)·255²·MSE + bpp."""
+    out = np.asarray(codec.decode(data, weights=weights).image.convert("RGB")).astype(np.float64)
+    mse = float(np.mean((out - rgb.astype(np.float64)) ** 2)) / 255.0 ** 2
+    bpp = len(data) * 8 / (rgb.shape[0] * rgb.shape[1])
+    lam = float(em.quality_lambda(torch.tensor([quality])))
+    return {"bpp": bpp, "psnr": psnr(rgb, out), "cost": lam * 255.0 ** 2 * mse + bpp}
 
 
 def evaluate_image(rgb: np.ndarray, quality: float, weights, group_mask: Optional[GroupMask] = None,

@@ -20,19 +20,10 @@ import torch
 from PIL import Image
 
 from ssic_cli import codec, refine
-from ssic_cli.evaluate import psnr
+from ssic_cli.evaluate import rd_cost
 from ssic_cli.mask import single_group
-from ssic_cli.model import entropy as em
 
 KODAK = Path(__file__).resolve().parents[3] / "shared" / "data" / "kodak"
-
-
-def measure(img: np.ndarray, data: bytes, quality: float) -> dict:
-    out = np.asarray(codec.decode(data).image.convert("RGB"))
-    mse = np.mean((out.astype(np.float64) - img.astype(np.float64)) ** 2) / 255.0 ** 2
-    bpp = len(data) * 8 / (img.shape[0] * img.shape[1])
-    lam = float(em.quality_lambda(torch.tensor([quality])))
-    return {"bpp": bpp, "psnr": psnr(img, out), "cost": lam * 255.0 ** 2 * mse + bpp}
 
 
 def main() -> None:
@@ -49,7 +40,7 @@ def main() -> None:
         img = np.asarray(Image.open(KODAK / f"{name}.png").convert("RGB"))
         gm = single_group(img.shape[1], img.shape[0])
         for q in map(float, args.qualities.split(",")):
-            cases.append((name, q, img, gm, measure(img, codec.encode(img, gm, q), q)))
+            cases.append((name, q, img, gm, rd_cost(img, codec.encode(img, gm, q), q)))
     for setting in args.settings:
         label, values = setting.split(":")
         lr, lr_end, t0, t1, steps = (float(v) for v in values.split(","))
@@ -57,7 +48,7 @@ def main() -> None:
         refine.TAU_START, refine.TAU_END = t0, t1
         rows = []
         for name, q, img, gm, plain in cases:
-            got = measure(img, codec.encode(img, gm, q, effort=int(steps)), q)
+            got = rd_cost(img, codec.encode(img, gm, q, effort=int(steps)), q)
             rows.append({"image": name, "q": q,
                          "cost_pct": 100 * (got["cost"] / plain["cost"] - 1),
                          "bytes_pct": 100 * (got["bpp"] / plain["bpp"] - 1),
