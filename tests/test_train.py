@@ -7,8 +7,10 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from ssic_cli import train as training
 from ssic_cli.cli import main
 from ssic_cli.model import DEFAULT_MODEL
 from ssic_cli.train import TrainOptions, lr_at, random_group_blocks
@@ -66,7 +68,6 @@ def test_train_resume_and_export(tmp_path, data_dir, capsys):
 def test_init_accepts_another_architecture_only_with_the_same_parameters(tmp_path):
     """Haar shortcuts have no parameters, so ssic-tinyhaar can warm-start from ssic-tiny2p weights;
     ssic-conv cannot, and is refused instead of half loaded."""
-    import torch
     from ssic_cli.errors import SsicError
     from ssic_cli.model import build_model
     from ssic_cli.train import _init_from_weights
@@ -83,7 +84,6 @@ def test_init_accepts_another_architecture_only_with_the_same_parameters(tmp_pat
 
 
 def test_resume_checks_the_model(tmp_path, data_dir, capsys):
-    import torch
     run = tmp_path / "run"
     args = ["train", "--data", data_dir, "--batch", "2", "--log-every", "1", "--quiet", "--max-steps", "1", "--out", run]
     assert main([str(a) for a in args]) == 0
@@ -116,7 +116,6 @@ def test_distributed_two_cpu_processes(tmp_path, data_dir):
 def test_distributed_ranks_checkpoint_together_and_stop_on_the_shared_budget(tmp_path, data_dir):
     """A checkpoint every step (collective: all ranks' RNG states), a stop on the shared CPU budget
     (no rank left waiting in an all-reduce), and a resume that gives each rank back its stream."""
-    import torch
     out = tmp_path / "ddp"
     def train(*extra):
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29518",
@@ -147,7 +146,6 @@ def test_lr_warms_up_then_drops_tenfold_at_each_milestone(tmp_path):
 
 
 def test_bf16_autocasts_the_transforms_but_not_the_entropy_model(one_thread):
-    import torch
     from ssic_cli.model import build_model
     model = build_model()
     seen = {}
@@ -174,6 +172,21 @@ def test_train_in_bf16_logs_finite_losses(tmp_path, data_dir):
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2]
     assert all(np.isfinite(r["loss"]) and r["bpp"] > 0 for r in records)
+
+
+def test_auto_precision_takes_whichever_the_timing_says_is_faster(monkeypatch):
+    cpu = torch.device("cpu")
+    for fp32_s, bf16_s, expected in ((0.02, 0.01, "bf16"), (0.01, 0.02, "fp32")):
+        monkeypatch.setattr(training, "conv_step_seconds", lambda bf16: bf16_s if bf16 else fp32_s)
+        chosen, why = training.resolve_precision("auto", cpu)
+        assert chosen == expected and "fp32 " in why and "bf16 " in why
+    monkeypatch.setattr(training, "conv_step_seconds", lambda bf16: pytest.fail("timed an explicit choice"))
+    assert training.resolve_precision("bf16", cpu)[0] == "bf16"
+    assert training.resolve_precision("fp32", cpu)[0] == "fp32"
+
+
+def test_conv_step_timing_is_a_real_positive_duration():
+    assert 0 < training.conv_step_seconds(False, repeats=1) < 10
 
 
 def test_cpu_budget_decays_the_last_fraction_and_stops_the_run(tmp_path, data_dir):
