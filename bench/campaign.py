@@ -3,6 +3,7 @@
     python bench/campaign.py evaluate runs/base-convhaar   # after a stretch's lr decay (minutes)
     python bench/campaign.py table                          # bench/results/campaign.{json,md,png}
     python bench/campaign.py holdout WEIGHTS                # the held-out photos, ssic side only
+    python bench/campaign.py discard ROW --why "…"          # a stretch the campaign did not continue
 
 Every session's stretch ends with a short lr decay (``ssic train --decay-cpu-hours``), so its last
 checkpoint is what the campaign could ship: ``evaluate`` exports it and measures it exactly as
@@ -13,6 +14,8 @@ CPU time still pays. ``holdout`` measures a candidate on the held-out photos (``
 bench-rd-holdout`` puts them in runs/holdout) against the classic curves of the last full
 held-out run (bench/results/rd_holdout.json, same photos), without re-running the classic
 encoders: a check between stretches, not a replacement for ``make bench-rd-holdout``.
+``discard`` marks a row whose checkpoint the campaign did not continue from (a stretch that
+diverged): ``table`` keeps it out of the curve and lists it below, with the reason.
 """
 from __future__ import annotations
 
@@ -58,6 +61,22 @@ def _pct(value) -> str:
     return "—" if value is None else f"{value:+.1f} %"
 
 
+def discard(name: str, why: str, results: Path = RESULTS) -> dict:
+    path = results / f"{name}.row.json"
+    if not path.is_file():
+        sys.exit(f"campaign: no row {name} in {results}")
+    row = {**json.loads(path.read_text()), "discarded": why}
+    path.write_text(json.dumps(row, indent=1) + "\n")
+    return row
+
+
+def discarded_markdown(rows: list[dict]) -> str:
+    lines = ["| stretch not continued | CPU-h | BD-rate vs JPEG | why |", "|---|---:|---:|---|"]
+    lines += [f"| `{r['model']}` | {r['cpu_hours']:.2f} | {_pct(r['bd_rate_vs_jpeg'])} | {r['discarded']} |"
+              for r in sorted(rows, key=lambda r: r["cpu_hours"])]
+    return "\n".join(lines)
+
+
 def markdown(rows: list[dict]) -> str:
     lines = ["| run | CPU-h | images | BD-rate vs JPEG | gained | BD-rate vs WebP | q 8: bpp / PSNR |",
              "|---|---:|---:|---:|---:|---:|---:|"]
@@ -75,13 +94,16 @@ TINY2_CAMPAIGN = ((3.46, 18.7), (5.17, 2.1), (7.79, -10.2), (10.6, -16.1), (13.7
 WEBP = -34.2      # Kodak BD-rate vs JPEG of WebP measured by bench/rd_kodak.py (the must-target)
 
 
-def plot(rows: list[dict], out: Path) -> None:
+def plot(rows: list[dict], out: Path, discarded: list[dict] = ()) -> None:
     """BD-rate vs CPU-hours: this campaign against the previous generation's."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6.4, 4))
     ax.plot([r["cpu_hours"] for r in rows], [r["bd_rate_vs_jpeg"] for r in rows], "o-", label="ssic-convhaar (pilot → campaign)")
+    if discarded:
+        ax.plot([r["cpu_hours"] for r in discarded], [r["bd_rate_vs_jpeg"] for r in discarded], "x",
+                color="tab:red", ms=8, label="stretch not continued (see table)")
     ax.plot(*zip(*TINY2_CAMPAIGN), "s--", color="grey", label="ssic-tiny2 campaign (previous weights)")
     ax.axhline(WEBP, color="tab:red", lw=0.8, ls=":", label=f"WebP ({WEBP:+.1f} %): must-target")
     ax.axhline(0, color="black", lw=0.5)
@@ -96,12 +118,14 @@ def plot(rows: list[dict], out: Path) -> None:
 
 def table(results: Path = RESULTS) -> str:
     rows = [json.loads((pilots.RESULTS / f"{name}.row.json").read_text()) for name in LINEAGE]
-    rows += [json.loads(p.read_text()) for p in sorted(results.glob("*.row.json"))]
-    rows = curve(rows)
-    text = markdown(rows)
+    stored = [json.loads(p.read_text()) for p in sorted(results.glob("*.row.json"))]
+    discarded = [r for r in stored if r.get("discarded")]
+    rows = curve(rows + [r for r in stored if not r.get("discarded")])
+    text = markdown(rows) + ("\n\n" + discarded_markdown(discarded) if discarded else "")
     (ROOT / "bench/results/campaign.md").write_text(text + "\n")
-    (ROOT / "bench/results/campaign.json").write_text(json.dumps({"lineage": LINEAGE, "rows": rows}, indent=1) + "\n")
-    plot(rows, ROOT / "bench/results/campaign.png")
+    (ROOT / "bench/results/campaign.json").write_text(
+        json.dumps({"lineage": LINEAGE, "rows": rows, "discarded": discarded}, indent=1) + "\n")
+    plot(rows, ROOT / "bench/results/campaign.png", discarded)
     return text
 
 
@@ -137,6 +161,9 @@ def main(argv=None) -> int:
     h = sub.add_parser("holdout", help="a candidate on the held-out photos vs the stored classic curves")
     h.add_argument("weights", type=Path)
     h.add_argument("--photos", type=Path, default=ROOT / "runs/holdout")
+    d = sub.add_parser("discard", help="keep a stretch's row out of the curve (its checkpoint was not continued)")
+    d.add_argument("row", help="the row's name, e.g. base-convhaar-19438")
+    d.add_argument("--why", required=True, help="one line: what went wrong (shown in the table)")
     args = ap.parse_args(argv)
     if args.command == "evaluate":
         if not (args.run / "last.pt").is_file():
@@ -146,6 +173,8 @@ def main(argv=None) -> int:
         evaluate(run, args.threads, run / "quick-eval" if args.images else RESULTS, args.images)
     elif args.command == "holdout":
         print(json.dumps(holdout(args.weights, args.photos)["bd_rate_vs"]))
+    elif args.command == "discard":
+        discard(args.row, args.why)
     else:
         print(table())
     return 0

@@ -14,6 +14,7 @@ import copy
 import hashlib
 import json
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +72,29 @@ def weights_for_file(model_id: str, weights_hash: bytes, chosen=None) -> "Path |
 _CACHE: dict[Path, LoadedModel] = {}
 
 
+def read_weights_file(path: Path) -> dict:
+    """The stored ``{"model_id", "config", "state_dict", "card"}`` of a weights file, unchecked
+    beyond its shape: the full training state (the z prior's density included), fp16 transforms."""
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise SsicError(f"weights file not found: {path}") from None
+    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError):
+        raise SsicError(f"cannot load weights {path}: not a readable weights file (empty, truncated or "
+                        f"another format)") from None
+    except OSError as exc:
+        raise SsicError(f"cannot load weights {path}: {_first_line(exc)}") from None
+    if not isinstance(blob, dict) or not isinstance(blob.get("state_dict"), dict) or blob.get("model_id") not in MODEL_CONFIGS:
+        raise SsicError(f"cannot load weights {path}: not an ssic weights file (or a model this version lacks)")
+    return blob
+
+
+def _first_line(exc: Exception) -> str:
+    """torch's loader errors run to several lines of advice; an error here is one line."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def load_weights(path: "Path | LoadedModel | None" = None) -> LoadedModel:
     """Load (and cache) a weights file, ready for inference (a ``LoadedModel`` passes through)."""
     if isinstance(path, LoadedModel):
@@ -79,9 +103,9 @@ def load_weights(path: "Path | LoadedModel | None" = None) -> LoadedModel:
     key = path.resolve()
     if key in _CACHE:
         return _CACHE[key]
+    blob = read_weights_file(path)
+    model_id = blob["model_id"]
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        model_id = blob["model_id"]
         model = SSICModel(MODEL_CONFIGS[model_id], coding_only=True)
         state = blob["state_dict"]
         model.entropy_bottleneck.fit_tables(state, "entropy_bottleneck.")
@@ -89,12 +113,10 @@ def load_weights(path: "Path | LoadedModel | None" = None) -> LoadedModel:
         missing = [k for k in own if k not in state]
         if missing:
             raise KeyError(f"missing {', '.join(missing[:3])}")
-        # The density model's own parameters (_matrix0 …) are for training only.
+        # The density model's own parameters (matrices …) are for training only.
         model.load_state_dict({k: v for k, v in state.items() if k in own})
-    except FileNotFoundError:
-        raise SsicError(f"weights file not found: {path}") from None
-    except (KeyError, RuntimeError, ValueError, OSError, EOFError) as exc:
-        raise SsicError(f"cannot load weights {path}: {exc}") from None
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise SsicError(f"cannot load weights {path}: {_first_line(exc)}") from None
     model.eval()
     card = dict(blob.get("card", {}))
     sidecar = path.with_suffix(".json")            # measured figures, written after export

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import sys
 
+import pytest
+
 from .conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "bench"))
@@ -39,3 +41,25 @@ def test_table_starts_from_the_pilot_lineage(tmp_path, monkeypatch):
     saved = json.loads((tmp_path / "bench/results/campaign.json").read_text())
     assert [r["gain"] for r in saved["rows"]] == [None, -22.0, -4.0]
     assert (tmp_path / "bench/results/campaign.png").stat().st_size > 5000     # the curve, drawn
+
+
+def test_a_discarded_stretch_leaves_the_curve_but_stays_in_the_table(tmp_path, monkeypatch):
+    pilot_rows, results = tmp_path / "pilots", tmp_path / "campaign"
+    pilot_rows.mkdir(), results.mkdir()
+    (tmp_path / "bench/results").mkdir(parents=True)
+    monkeypatch.setattr(campaign.pilots, "RESULTS", pilot_rows)
+    monkeypatch.setattr(campaign, "ROOT", tmp_path)
+    monkeypatch.setattr(campaign, "LINEAGE", ())
+    for name, hours, bd in (("base-100", 7.5, -14.0), ("base-200", 9.0, -16.0), ("base-300", 9.5, -5.0)):
+        (results / f"{name}.row.json").write_text(json.dumps(_row(name, hours, bd)))
+    campaign.discard("base-300", "z rate diverged", results)
+    text = campaign.table(results)
+    saved = json.loads((tmp_path / "bench/results/campaign.json").read_text())
+    assert [r["model"] for r in saved["rows"]] == ["base-100", "base-200"]
+    assert [r["model"] for r in saved["discarded"]] == ["base-300"]
+    assert "| `base-300` | 9.50 | -5.0 % | z rate diverged |" in text.splitlines()
+
+
+def test_discarding_an_unknown_row_is_refused(tmp_path):
+    with pytest.raises(SystemExit, match="no row base-999"):
+        campaign.discard("base-999", "no such row", tmp_path)

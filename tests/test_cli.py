@@ -105,6 +105,22 @@ def test_non_image_inputs_exit_2(tmp_path, capsys, content):
     assert not dst.exists()
 
 
+@pytest.mark.parametrize("content", [b"", b"not weights", "pickled list", "pickled dict without a model"])
+def test_bad_weights_files_exit_2_with_one_line(tmp_path, photo, capsys, content):
+    import torch
+    weights = tmp_path / "bad.pt"
+    if content == "pickled list":
+        torch.save([1, 2, 3], weights)
+    elif content == "pickled dict without a model":
+        torch.save({"model_id": "ssic-nonesuch", "state_dict": {}}, weights)
+    else:
+        weights.write_bytes(content)
+    dst = tmp_path / "out.ssb"
+    code, _, err = run(capsys, "encode", photo, "-o", dst, "--detector", "none", "--weights", weights)
+    assert code == 2 and err.startswith("ssic: error: cannot load weights") and len(err.strip().splitlines()) == 1
+    assert not dst.exists()
+
+
 def test_missing_input_directory_input_and_same_output(tmp_path, photo, capsys):
     assert run(capsys, "encode", tmp_path / "nope.png", "-o", tmp_path / "a.ssb", "--detector", "none")[0] == 2
     assert run(capsys, "encode", tmp_path, "-o", tmp_path / "a.ssb", "--detector", "none")[0] == 2
