@@ -255,11 +255,84 @@ def _distributed() -> tuple[int, int]:
     return rank, world
 
 
+@dataclass
+class Progress:
+    """Where a run stands; carried by checkpoints and, for ``--init``, by a weights file's card."""
+    step: int = 0
+    images_seen: int = 0
+    cpu_seconds: float = 0.0          # at the start of this invocation
+    optimizer_since: int = 0          # the step the optimiser state was created (warm-up restarts there)
+
+
+class Optimisers:
+    """Adam for the rate–distortion loss (everything but the z prior's quantiles, gradient norm
+    clipped at 1) and CompressAI's auxiliary Adam for the quantiles, whose loss is local to them."""
+
+    def __init__(self, model: torch.nn.Module, lr: float):
+        named = list(model.named_parameters())
+        self.main_params = [p for n, p in named if not n.endswith(".quantiles")]
+        self.aux_params = [p for n, p in named if n.endswith(".quantiles")]
+        self.main = torch.optim.Adam(self.main_params, lr=lr, fused=True)     # fused: ~1/3 of a CPU step otherwise
+        self.aux = torch.optim.Adam(self.aux_params, lr=1e-3)
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.main.param_groups:
+            group["lr"] = lr
+
+    def step(self, loss: torch.Tensor, model, world: int) -> None:
+        self.main.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.main_params, 1.0)
+        self.main.step()
+        self.aux.zero_grad(set_to_none=True)
+        model.entropy_bottleneck.loss().backward()
+        if world > 1:               # the quantiles are not in DDP's graph: average their gradients here
+            for p in self.aux_params:
+                torch.distributed.all_reduce(p.grad)
+                p.grad /= world
+        self.aux.step()
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.main.state_dict(), "aux_optimizer": self.aux.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.main.load_state_dict(state["optimizer"])
+        self.aux.load_state_dict(state["aux_optimizer"])
+
+
+class MeanLog:
+    """Means of the step figures over every ``every`` steps, one JSON line each (rank 0 only)."""
+    FIGURES = ("loss", "bpp", "bpp_z", "psnr")
+
+    def __init__(self, path: Path | None, every: int):
+        self.file = open(path, "a") if path else None
+        self.every = every
+        self._reset()
+
+    def _reset(self) -> None:
+        self.sums, self.n = dict.fromkeys(self.FIGURES, 0.0), 0
+
+    def add(self, step: int, figures: dict, **head) -> None:
+        for k in self.FIGURES:
+            self.sums[k] += figures[k]
+        self.n += 1
+        if step % self.every == 0 and self.file:
+            rec = {"step": step, **head, **{k: round(v / self.n, 4) for k, v in self.sums.items()}}
+            self.file.write(json.dumps(rec) + "\n")
+            self.file.flush()
+            self._reset()
+
+    def close(self) -> None:
+        if self.file:
+            self.file.close()
+
+
 def run(opt: TrainOptions) -> dict:
     torch.set_flush_denormal(True)
     if opt.threads:
         torch.set_num_threads(opt.threads)
     rank, world = _distributed()
+    torch.manual_seed(opt.seed + 1000 * rank)      # weights, noise and crops repeat with --seed (a resume restores its own)
     device = torch.device(f"cuda:{rank % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu")
     files = list_images(opt.data)                 # before anything is written: a bad --data leaves no run folder
     precision, why = _agreed_precision(opt.precision, device, rank, world)
@@ -268,49 +341,26 @@ def run(opt: TrainOptions) -> dict:
     ckpt_path = opt.out / "last.pt"
 
     model = build_model(opt.model_id).to(device)
-    main_params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
-    aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
-    optimizer = torch.optim.Adam(main_params, lr=opt.lr, fused=True)     # fused: ~1/3 of a CPU step otherwise
-    aux_optimizer = torch.optim.Adam(aux_params, lr=1e-3)
-    step, images_seen, cpu_seconds = 0, 0, 0.0
-    optimizer_since = 0
+    optimisers = Optimisers(model, opt.lr)
     rng = np.random.default_rng(opt.seed + 1000 * rank)
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if state.get("model_id", opt.model_id) != opt.model_id:
-            raise SsicError(f"{ckpt_path} holds a {state['model_id']} model, not {opt.model_id}; "
-                            f"pass --model {state['model_id']} or start a new run folder")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        aux_optimizer.load_state_dict(state["aux_optimizer"])
-        step, images_seen, cpu_seconds = state["step"], state["images_seen"], state["cpu_seconds"]
-        optimizer_since = state.get("optimizer_since", 0)
-        rng.bit_generator.state = _rank_state(state["numpy_rng"], rank, rng.bit_generator.state)
-        torch.set_rng_state(_rank_state(state["torch_rng"], rank, torch.get_rng_state()))
-        _log(rank, f"resumed from {ckpt_path} at step {step} ({images_seen} images)")
-    elif opt.init:
-        step, images_seen, cpu_seconds = _init_from_weights(model, opt.init, opt.model_id)
-        optimizer_since = step
-        _log(rank, f"started from {opt.init} (step {step}, {images_seen} images; optimiser state is new)")
-    net = model
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+    progress = _restore(model, optimisers, opt, ckpt_path, rng, rank, device)
+    net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if world > 1 else model
     sampler = CropSampler(files, opt.crop, rng)
     stopper = Stopper()
-    log_file = open(opt.out / "log.jsonl", "a") if rank == 0 else None
+    log = MeanLog(opt.out / "log.jsonl" if rank == 0 else None, opt.log_every)
     start = last_ckpt = last_eval = time.time()
     cpu_start = time.process_time()
     bar = _progress(opt.progress and rank == 0)
-    acc = {"loss": 0.0, "bpp": 0.0, "bpp_z": 0.0, "psnr": 0.0, "n": 0}
+    step, images_seen = progress.step, progress.images_seen
 
     def checkpoint(cpu: float) -> None:
         # Collective under DDP (every rank's RNG states are gathered), so all ranks call it at once.
         numpy_rngs, torch_rngs = _gather(world, rng.bit_generator.state), _gather(world, torch.get_rng_state())
         if rank == 0:
             save_checkpoint(ckpt_path, {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "aux_optimizer": aux_optimizer.state_dict(), "step": step, "images_seen": images_seen,
-                "cpu_seconds": cpu, "optimizer_since": optimizer_since, "numpy_rng": numpy_rngs, "torch_rng": torch_rngs,
+                "model": model.state_dict(), **optimisers.state_dict(), "step": step, "images_seen": images_seen,
+                "cpu_seconds": cpu, "optimizer_since": progress.optimizer_since,
+                "numpy_rng": numpy_rngs, "torch_rng": torch_rngs,
                 "model_id": opt.model_id, "options": {k: str(v) for k, v in asdict(opt).items()},
             })
 
@@ -319,55 +369,61 @@ def run(opt: TrainOptions) -> dict:
         local_stop = (stopper.stop or step >= opt.max_steps or time.time() - start >= opt.max_hours * 3600)
         spent, stop, checkpoint_due = _agree(world, time.process_time() - cpu_start, local_stop,
                                              rank == 0 and time.time() - last_ckpt > opt.checkpoint_minutes * 60)
-        cpu = cpu_seconds + spent
+        cpu = progress.cpu_seconds + spent
         if stop or cpu >= opt.max_cpu_hours * 3600:
             break
         if checkpoint_due:
             checkpoint(cpu)
             last_ckpt = time.time()
-        lr = lr_at(step, opt, optimizer_since, cpu)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        x = sampler.batch(opt.batch).to(device)
-        keys, block = random_masks(opt.batch, opt.crop, rng, opt.single_group_fraction)
-        quality = torch.from_numpy(rng.uniform(em.QUALITY_MIN, em.QUALITY_MAX, opt.batch)).float()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            out = net(x, keys.to(device), block, quality.to(device))
-        loss, bpp, psnr = rd_loss(out, x, quality.to(device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(main_params, 1.0)
-        optimizer.step()
-        aux_optimizer.zero_grad(set_to_none=True)
-        aux = model.entropy_bottleneck.loss()
-        aux.backward()
-        if world > 1:
-            for p in aux_params:
-                torch.distributed.all_reduce(p.grad)
-                p.grad /= world
-        aux_optimizer.step()
+        lr = lr_at(step, opt, progress.optimizer_since, cpu)
+        optimisers.set_lr(lr)
+        figures = train_step(net, model, optimisers, sampler, rng, opt, precision, device, world)
         step += 1
         images_seen += opt.batch * world
-        for k, v in (("loss", loss), ("bpp", bpp), ("bpp_z", hyper_bpp(out)), ("psnr", psnr)):
-            acc[k] += float(v.detach())
-        acc["n"] += 1
-        bar(step, loss.item(), bpp.item(), psnr.item())
-        if step % opt.log_every == 0 and log_file:
-            n = acc.pop("n")
-            rec = {"step": step, "images": images_seen, "time": round(time.time() - start, 1),
-                   "cpu_s": round(cpu, 1), "lr": lr, **{k: round(v / n, 4) for k, v in acc.items()}}
-            log_file.write(json.dumps(rec) + "\n")
-            log_file.flush()
-            acc = {"loss": 0.0, "bpp": 0.0, "bpp_z": 0.0, "psnr": 0.0, "n": 0}
+        bar(step, figures["loss"], figures["bpp"], figures["psnr"])
+        log.add(step, figures, images=images_seen, time=round(time.time() - start, 1), cpu_s=round(cpu, 1), lr=lr)
         if opt.eval_dir and rank == 0 and time.time() - last_eval > opt.eval_minutes * 60:
-            _periodic_eval(model, opt, step, images_seen, log_file)
+            _periodic_eval(model, opt, step, images_seen, log.file)
             last_eval = time.time()
     checkpoint(cpu)
-    cpu_seconds = cpu
-    if log_file:
-        log_file.close()
-    _log(rank, f"stopped at step {step} ({images_seen} images, {cpu_seconds / 3600:.2f} CPU-hours); checkpoint {ckpt_path}")
-    return {"step": step, "images_seen": images_seen, "cpu_hours": cpu_seconds / 3600}
+    log.close()
+    _log(rank, f"stopped at step {step} ({images_seen} images, {cpu / 3600:.2f} CPU-hours); checkpoint {ckpt_path}")
+    return {"step": step, "images_seen": images_seen, "cpu_hours": cpu / 3600}
+
+
+def train_step(net, model, optimisers: Optimisers, sampler: CropSampler, rng: np.random.Generator,
+               opt: TrainOptions, precision: str, device: torch.device, world: int) -> dict:
+    """One optimisation step on a fresh batch: crops, group masks and qualities drawn from ``rng``
+    (in that order, which checkpoints rely on to resume the same stream). Returns its figures."""
+    x = sampler.batch(opt.batch).to(device)
+    keys, block = random_masks(opt.batch, opt.crop, rng, opt.single_group_fraction)
+    quality = torch.from_numpy(rng.uniform(em.QUALITY_MIN, em.QUALITY_MAX, opt.batch)).float().to(device)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        out = net(x, keys.to(device), block, quality)
+    loss, bpp, psnr = rd_loss(out, x, quality)
+    optimisers.step(loss, model, world)
+    return {"loss": loss.item(), "bpp": bpp.item(), "bpp_z": hyper_bpp(out).item(), "psnr": psnr.item()}
+
+
+def _restore(model, optimisers: Optimisers, opt: TrainOptions, ckpt_path: Path, rng: np.random.Generator,
+             rank: int, device: torch.device) -> Progress:
+    """Resume from the run's checkpoint, else start from ``--init`` weights, else from scratch."""
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if state.get("model_id", opt.model_id) != opt.model_id:
+            raise SsicError(f"{ckpt_path} holds a {state['model_id']} model, not {opt.model_id}; "
+                            f"pass --model {state['model_id']} or start a new run folder")
+        model.load_state_dict(state["model"])
+        optimisers.load_state_dict(state)
+        rng.bit_generator.state = _rank_state(state["numpy_rng"], rank, rng.bit_generator.state)
+        torch.set_rng_state(_rank_state(state["torch_rng"], rank, torch.get_rng_state()))
+        _log(rank, f"resumed from {ckpt_path} at step {state['step']} ({state['images_seen']} images)")
+        return Progress(state["step"], state["images_seen"], state["cpu_seconds"], state.get("optimizer_since", 0))
+    if opt.init:
+        step, images_seen, cpu_seconds = _init_from_weights(model, opt.init, opt.model_id)
+        _log(rank, f"started from {opt.init} (step {step}, {images_seen} images; optimiser state is new)")
+        return Progress(step, images_seen, cpu_seconds, optimizer_since=step)
+    return Progress()
 
 
 def _init_from_weights(model, path: Path, model_id: str) -> tuple[int, int, float]:

@@ -238,3 +238,16 @@ def test_decay_cpu_hours_is_the_same_decay_length_whatever_the_budget(tmp_path, 
     assert main(base + ["--decay-cpu-hours", "0.3"]) == 1                                 # usage: no budget to end
     assert main(base + ["--cpu-hours", "4", "--decay-cpu-hours", "0.3", "--decay-fraction", "0.1"]) == 1
     assert len(seen) == 1
+
+
+def test_the_same_seed_trains_the_same_weights(tmp_path, data_dir):
+    """--seed fixes everything random: the initial weights, crops, masks, qualities and noise."""
+    def weights(name, seed):
+        out = tmp_path / name
+        args = ["train", "--data", data_dir, "--out", out, "--batch", "2", "--quiet", "--max-steps", "2",
+                "--precision", "fp32", "--seed", seed]
+        assert main([str(a) for a in args]) == 0
+        return torch.load(out / "last.pt", weights_only=False)["model"]
+    first, again, other = weights("a", 5), weights("b", 5), weights("c", 6)
+    assert all(torch.equal(v, again[k]) for k, v in first.items())
+    assert not all(torch.equal(v, other[k]) for k, v in first.items())
