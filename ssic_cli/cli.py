@@ -587,7 +587,8 @@ Examples:
               help="bf16: autocast the transforms; auto: time a 3x3 convolution both ways at the start and take "
                    "the faster (AVX-512 BF16 alone does not make bf16 faster: measured 1.9x slower on an Intel "
                    "Xeon, 2x faster on an AMD EPYC); the entropy model always trains in fp32.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seeds initial weights, crops, masks, qualities and noise (a resumed run restores its own state).")
 @click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Instead of training: write the run's weights (tables frozen) into this folder.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -634,7 +635,8 @@ Examples:
 @click.option("--lr", type=float, default=5e-4, show_default=True)
 @click.option("--variants", type=click.IntRange(1, 16), default=2, show_default=True,
               help="Augmented copies (flip, rotation, group mask) of every training crop.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seeds initial weights, crops, masks, qualities and noise (a resumed run restores its own state).")
 @click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Instead of training: write the run's weights into this folder.")
 def tune(init, data, out, hours, batch, lr, variants, seed, export_dir):
