@@ -126,11 +126,10 @@ STORY = {
                    "×0.1 over the last 15 %; trained on to 3.5 CPU-hours on the same schedule shape), then the "
                    "campaign: 2 DistributedDataParallel ranks of one thread, batch 8 each, lr back at 3e-4 on every "
                    "resume and ×0.1 over the last 0.3 CPU-hours of each session's stretch; from step 15,012 batch 4 per rank of "
-                   "256² crops (twice the pixels per step); from step 17,582 (13.15 CPU-hours) `--precision auto`, "
-                   "which chose fp32 on the Intel VMs",
+                   "256² crops (twice the pixels per step); from step 17,437 (12.8 CPU-hours, the shipped d256d0f6, "
+                   "restarted with `--init` and a new optimiser) `--precision auto`, which chose fp32 on the Intel VMs",
         "machine": "2-core AMD EPYC with AVX-512, bf16 autocast for the transforms, to 12.8 CPU-hours; then 2-core "
-                   "Intel Xeon VMs (AVX-512 with BF16, no AMX), bf16 to 13.15 and fp32 from there (1.3× less CPU "
-                   "per step there)",
+                   "Intel Xeon VMs (AVX-512 with BF16, no AMX), fp32 (1.3× less CPU per step there than bf16)",
     },
 }
 
