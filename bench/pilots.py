@@ -116,7 +116,8 @@ from PIL import Image
 from ssic_cli import codec
 from ssic_cli.mask import single_group
 from ssic_cli.model import build_model
-from ssic_cli.train import random_masks, rd_loss
+from ssic_cli.train import rd_loss
+from ssic_cli.train_data import random_masks
 model_id, weights, image = sys.argv[1:4]
 model = build_model(model_id)
 params = sum(p.numel() for p in model.parameters())

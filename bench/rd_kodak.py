@@ -255,7 +255,7 @@ def published_curves(names: list[str]) -> dict:
 def irregular_mask(rgb: np.ndarray, index: int, seed: int, block_size: int = BLOCK_SIZE):
     """A seeded irregular mask of 3–5 connected groups (the training sampler's flood fill)."""
     from ssic_cli.mask import GroupMask, grid_shape
-    from ssic_cli.train import random_group_blocks
+    from ssic_cli.train_data import random_group_blocks
     rows, cols = grid_shape(rgb.shape[1], rgb.shape[0], block_size)
     rng = np.random.default_rng([seed, index])
     while True:
@@ -548,7 +548,7 @@ def measure(args, files: list[Path]) -> dict:
                                                for i, (name, rgb) in enumerate(images.items())}
         meta["weights"] = weights_info()
         meta["group_mask_detail"] = (
-            f"seeded flood fill (ssic_cli.train.random_group_blocks, seed [{args.seed}, image index]), "
+            f"seeded flood fill (ssic_cli.train_data.random_group_blocks, seed [{args.seed}, image index]), "
             f"{MASK_GROUPS[0]}-{MASK_GROUPS[1]} connected groups, {args.block_size}px blocks"
             if args.group_mask == "irregular" else
             f"saliency detector, one group per blob (group_by=instance), {args.block_size}px blocks")

@@ -28,7 +28,8 @@ from .model import entropy as em
 from .model.layers import PAD_KEY
 from .model.ssic import full_precision
 from .model.transforms import keys_at_scale, upsample_parent
-from .train import CropSampler, Stopper, list_images, random_masks, save_checkpoint
+from .train import Stopper, save_checkpoint
+from .train_data import CropSampler, list_images, random_masks
 
 # Parameter names of the earlier float ChARM nets (SliceNet: Linear, GELU, Linear, GELU, Linear)
 # and where they land in the integer nets: a head start for the ŷ-conditioning columns.

@@ -13,7 +13,8 @@ from PIL import Image
 from ssic_cli import train as training
 from ssic_cli.cli import main
 from ssic_cli.model import DEFAULT_MODEL
-from ssic_cli.train import TrainOptions, lr_at, random_group_blocks
+from ssic_cli.train import TrainOptions, lr_at
+from ssic_cli.train_data import random_group_blocks
 
 from .conftest import ROOT, crop
 
@@ -219,7 +220,7 @@ def test_cpu_budget_decays_the_last_fraction_and_stops_the_run(tmp_path, data_di
 
 
 def test_crops_come_in_all_eight_symmetries_of_the_square(tmp_path):
-    from ssic_cli.train import CropSampler
+    from ssic_cli.train_data import CropSampler
     path = tmp_path / "a.png"
     base = np.arange(16 * 16 * 3, dtype=np.uint8).reshape(16, 16, 3)
     Image.fromarray(base).save(path)
@@ -251,3 +252,26 @@ def test_the_same_seed_trains_the_same_weights(tmp_path, data_dir):
     first, again, other = weights("a", 5), weights("b", 5), weights("c", 6)
     assert all(torch.equal(v, again[k]) for k, v in first.items())
     assert not all(torch.equal(v, other[k]) for k, v in first.items())
+
+
+@pytest.mark.slow
+def test_tune_trains_the_parameter_path_and_exports_decodable_weights(tmp_path, data_dir, capsys):
+    """ssic tune (transforms frozen) runs, checkpoints, and exports weights that code a file."""
+    shipped = next((ROOT / "weights").glob("ssic-tiny2p-*.pt"))
+    out = tmp_path / "port"
+    args = ["tune", "--init", shipped, "--data", data_dir, "--out", out, "--hours", "0.002", "--batch", "2"]
+    assert main([str(a) for a in args]) == 0
+    assert "stopped at step" in capsys.readouterr().err
+    assert main([str(a) for a in ["tune", "--init", shipped, "--out", out, "--export", tmp_path / "w"]]) == 0
+    (path,) = (tmp_path / "w").glob("ssic-tiny2p-*.pt")
+    from ssic_cli import codec
+    from ssic_cli.mask import single_group
+    from ssic_cli.weights import load_weights
+    lm = load_weights(path)
+    frozen = torch.load(shipped, weights_only=True)["state_dict"]
+    tuned = torch.load(path, weights_only=True)["state_dict"]
+    transforms = [k for k in frozen if k.startswith(("g_a.", "g_s.", "h_a."))]
+    assert transforms and all(torch.equal(frozen[k], tuned[k]) for k in transforms)
+    assert any(not torch.equal(frozen[k], tuned[k]) for k in tuned if k.startswith("param_nets."))
+    img = (np.random.default_rng(0).random((32, 48, 3)) * 255).astype(np.uint8)
+    assert codec.decode(codec.encode(img, single_group(48, 32), 4.0, weights=lm), weights=lm).image.size == (48, 32)
