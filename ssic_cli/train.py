@@ -196,18 +196,19 @@ class Optimisers:
         self.aux_params = [p for n, p in named if n.endswith(".quantiles")]
         self.main = torch.optim.Adam(self.main_params, lr=lr, fused=True)     # fused: ~1/3 of a CPU step otherwise
         self.aux = torch.optim.Adam(self.aux_params, lr=1e-3)
+        self.z_prior = model.entropy_bottleneck
 
     def set_lr(self, lr: float) -> None:
         for group in self.main.param_groups:
             group["lr"] = lr
 
-    def step(self, loss: torch.Tensor, model, world: int) -> None:
+    def step(self, loss: torch.Tensor, world: int) -> None:
         self.main.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.main_params, 1.0)
         self.main.step()
         self.aux.zero_grad(set_to_none=True)
-        model.entropy_bottleneck.loss().backward()
+        self.z_prior.loss().backward()
         if world > 1:               # the quantiles are not in DDP's graph: average their gradients here
             for p in self.aux_params:
                 torch.distributed.all_reduce(p.grad)
@@ -299,7 +300,7 @@ def run(opt: TrainOptions) -> dict:
             last_ckpt = time.time()
         lr = lr_at(step, opt, progress.optimizer_since, cpu)
         optimisers.set_lr(lr)
-        figures = train_step(net, model, optimisers, sampler, rng, opt, precision, device, world)
+        figures = train_step(net, optimisers, sampler, rng, opt, precision, device, world)
         step += 1
         images_seen += opt.batch * world
         bar(step, figures["loss"], figures["bpp"], figures["psnr"])
@@ -313,7 +314,7 @@ def run(opt: TrainOptions) -> dict:
     return {"step": step, "images_seen": images_seen, "cpu_hours": cpu / 3600}
 
 
-def train_step(net, model, optimisers: Optimisers, sampler: CropSampler, rng: np.random.Generator,
+def train_step(net, optimisers: Optimisers, sampler: CropSampler, rng: np.random.Generator,
                opt: TrainOptions, precision: str, device: torch.device, world: int) -> dict:
     """One optimisation step on a fresh batch: crops, group masks and qualities drawn from ``rng``
     (in that order, which checkpoints rely on to resume the same stream). Returns its figures."""
@@ -323,7 +324,7 @@ def train_step(net, model, optimisers: Optimisers, sampler: CropSampler, rng: np
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
         out = net(x, keys.to(device), block, quality)
     loss, bpp, psnr = rd_loss(out, x, quality)
-    optimisers.step(loss, model, world)
+    optimisers.step(loss, world)
     return {"loss": loss.item(), "bpp": bpp.item(), "bpp_z": hyper_bpp(out).item(), "psnr": psnr.item()}
 
 
