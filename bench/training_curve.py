@@ -31,13 +31,20 @@ def read_lineage(paths: list[Path]) -> tuple[list[dict], list[dict]]:
 
 
 def windows(train: list[dict], steps: int) -> list[dict]:
-    """Mean loss / bpp / PSNR over consecutive windows of ``steps`` training steps."""
+    """Mean loss / bpp / PSNR over consecutive windows of ``steps`` training steps.
+
+    ``bpp_z`` (z's share of the rate, logged since 2026-12-04) is averaged only over a window
+    whose every record has it; an older window gets None rather than a mean of a few records.
+    """
     out, bucket = [], []
     for i, rec in enumerate(train):
         bucket.append(rec)
         if rec["step"] - bucket[0]["step"] + 50 >= steps or i == len(train) - 1:   # last one: the remainder
-            out.append({"step": rec["step"], "images": rec["images"], "lr": rec["lr"],
-                        **{k: sum(r[k] for r in bucket) / len(bucket) for k in ("loss", "bpp", "psnr")}})
+            row = {"step": rec["step"], "images": rec["images"], "lr": rec["lr"],
+                   **{k: sum(r[k] for r in bucket) / len(bucket) for k in ("loss", "bpp", "psnr")}}
+            row["bpp_z"] = (sum(r["bpp_z"] for r in bucket) / len(bucket)
+                            if all("bpp_z" in r for r in bucket) else None)
+            out.append(row)
             bucket = []
     return out
 
@@ -74,8 +81,9 @@ def plot(train: list[dict], evals: list[dict], events: dict[int, str], path: Pat
 
 
 def table(train: list[dict], evals: list[dict], steps: int) -> str:
-    rows = ["| up to step | images | lr | loss | bpp | PSNR (dB) |", "|---:|---:|---:|---:|---:|---:|"]
-    rows += [f"| {r['step']:,} | {r['images']:,} | {r['lr']:.0e} | {r['loss']:.3f} | {r['bpp']:.3f} | {r['psnr']:.2f} |"
+    rows = ["| up to step | images | lr | loss | bpp | of which z | PSNR (dB) |", "|---:|---:|---:|---:|---:|---:|---:|"]
+    rows += [f"| {r['step']:,} | {r['images']:,} | {r['lr']:.0e} | {r['loss']:.3f} | {r['bpp']:.3f} | "
+             f"{'–' if r['bpp_z'] is None else format(r['bpp_z'], '.4f')} | {r['psnr']:.2f} |"
              for r in windows(train, steps)]
     if evals:
         qs = list(evals[0]["eval"])

@@ -34,3 +34,11 @@ def test_windows_average_consecutive_steps():
     rows = training_curve.windows([rec(50, loss=1.0), rec(100, loss=3.0), rec(150, loss=5.0), rec(200, loss=7.0),
                                    rec(250, loss=4.0)], 100)
     assert [(r["step"], r["loss"]) for r in rows] == [(100, 2.0), (200, 6.0), (250, 4.0)]
+
+
+def test_z_rate_is_averaged_only_over_windows_that_logged_it():
+    old, new = rec(50), {**rec(100), "bpp_z": 0.02}
+    rows = training_curve.windows([old, new, {**rec(150), "bpp_z": 0.04}, {**rec(200), "bpp_z": 0.06}], 100)
+    assert [r["bpp_z"] for r in rows] == [None, 0.05]
+    printed = training_curve.table([old, new, {**rec(150), "bpp_z": 0.04}, {**rec(200), "bpp_z": 0.06}], [], 100)
+    assert "| – |" in printed and "| 0.0500 |" in printed
