@@ -37,8 +37,7 @@ def test_windows_average_consecutive_steps():
 
 
 def test_z_rate_is_averaged_only_over_windows_that_logged_it():
-    old, new = rec(50), {**rec(100), "bpp_z": 0.02}
-    rows = training_curve.windows([old, new, {**rec(150), "bpp_z": 0.04}, {**rec(200), "bpp_z": 0.06}], 100)
-    assert [r["bpp_z"] for r in rows] == [None, 0.05]
-    printed = training_curve.table([old, new, {**rec(150), "bpp_z": 0.04}, {**rec(200), "bpp_z": 0.06}], [], 100)
+    logs = [rec(50), {**rec(100), "bpp_z": 0.02}, {**rec(150), "bpp_z": 0.04}, {**rec(200), "bpp_z": 0.06}]
+    assert [r["bpp_z"] for r in training_curve.windows(logs, 100)] == [None, 0.05]
+    printed = training_curve.table(logs, [], 100)
     assert "| – |" in printed and "| 0.0500 |" in printed
