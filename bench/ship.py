@@ -8,8 +8,9 @@ A shipment puts the file in ``weights/``, makes it ``DEFAULT_WEIGHTS``, makes it
 decodes them forever after), re-runs every benchmark whose numbers README shows for the default
 (Kodak and held-out rate–distortion, speed, portability, remote fetch, tiles, COCO ROI) and
 rewrites the weights cards from the Kodak run. It stops at the first step that fails. What it
-does not do: edit README's tables and prose (the numbers are in ``bench/results/``; say what
-changed) and commit. The rule it does not check: ship only ≥ 1 BD-rate point over the default.
+does not do: edit README's tables and prose (the numbers are in ``bench/results/``;
+``bench/ship_report.py`` prints them against the previous shipment's; say what changed) and
+commit. The rule it does not check: ship only ≥ 1 BD-rate point over the default.
 """
 from __future__ import annotations
 
@@ -106,7 +107,8 @@ def main(argv=None) -> int:
     if args.dry_run:
         print("ship: dry run, nothing changed")
     else:
-        print("ship: done; now update README's tables from bench/results/ and commit weights/, tests/golden/, bench/results/")
+        print("ship: done; `python bench/ship_report.py` prints the figures before and after: update README's "
+              "tables from it and commit weights/, tests/golden/, bench/results/")
     return 0
 
 
