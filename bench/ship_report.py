@@ -141,10 +141,8 @@ def remote_section() -> list[str]:
     lines = [f"## Remote fetch: {r['file_bytes']:,} bytes, header {r['header_bytes']}", "",
              "| request | section | fetched | share | requests |", "|---|---:|---:|---:|---:|"]
     for row in r["rows"]:
-        lines.append(f"| {row['what']} | {row.get('section_bytes', '–'):,} | {row['fetched_bytes']:,} | "
-                     f"{100 * row['fetched_bytes'] / row['file_bytes']:.1f} % | {row['requests']} |"
-                     if "section_bytes" in row else
-                     f"| {row['what']} | – | {row['fetched_bytes']:,} | "
+        section = f"{row['section_bytes']:,}" if "section_bytes" in row else "–"
+        lines.append(f"| {row['what']} | {section} | {row['fetched_bytes']:,} | "
                      f"{100 * row['fetched_bytes'] / row['file_bytes']:.1f} % | {row['requests']} |")
     return lines + [""]
 
