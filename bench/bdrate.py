@@ -12,7 +12,7 @@ says something when two curves share no PSNR range, e.g. a model early in traini
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -72,3 +72,23 @@ def bd_rate_curves(reference: list[dict], test: list[dict]) -> float:
 def bd_psnr_curves(reference: list[dict], test: list[dict]) -> float:
     """``bd_psnr`` on two curves given as lists of ``{"bpp", "psnr"}`` points."""
     return bd_psnr(*_columns(reference), *_columns(test))
+
+
+def rate_gaps(reference: list[dict], test: list[dict]) -> list[Optional[float]]:
+    """For each point of ``test``: its rate change (%) against ``reference`` at the same PSNR,
+    the reference's log-rate interpolated linearly between its two measured points around that
+    PSNR; None outside the reference's measured PSNR range (no extrapolation).
+
+    Where BD-rate gives one mean, this says *where* along the curve a codec wins or loses (a
+    variable-rate model can beat a codec in the middle of its range and lose at both ends)."""
+    ref = sorted(reference, key=lambda p: p["bpp"])
+    lr, q = _curve(*_columns(ref))
+    if np.any(np.diff(q) <= 0):
+        raise ValueError("the reference's PSNR must rise strictly with its rate")
+    gaps = []
+    for p in test:
+        if not q[0] <= p["psnr"] <= q[-1]:
+            gaps.append(None)
+            continue
+        gaps.append((p["bpp"] / math.exp(float(np.interp(p["psnr"], q, lr))) - 1.0) * 100.0)
+    return gaps

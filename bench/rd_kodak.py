@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bdrate import bd_psnr_curves, bd_rate_curves  # noqa: E402
+from bdrate import bd_psnr_curves, bd_rate_curves, rate_gaps  # noqa: E402
 from ssic_cli.mask import DEFAULT_BLOCK_SIZE  # noqa: E402
 
 SHARED = Path(os.environ.get("SSIC_SHARED", ROOT.parent / "shared"))
@@ -337,6 +337,20 @@ def bd_tables(curves: dict, anchor_classic: dict) -> dict:
     return tables
 
 
+# Codecs the per-quality table sets ssic against (those of them in the run): the classic ones
+# and the plain learned hyperprior, whose gap to WebP is nearly flat along its curve.
+PER_QUALITY_REFERENCES = ("jpeg", "webp", "avif", "jxl", "published:bmshj2018-hyperprior")
+
+
+def per_quality_gaps(curves: dict) -> dict:
+    """ssic's rate change against each reference at each of its qualities (None outside the
+    reference's measured PSNR range): where along the curve the BD-rate's mean comes from."""
+    refs = [n for n in PER_QUALITY_REFERENCES if n in curves]
+    return {"q": [p["q"] for p in curves["ssic"]],
+            "vs": {n: [None if g is None else round(g, 2) for g in rate_gaps(curves[n], curves["ssic"])]
+                   for n in refs}}
+
+
 def structuring_cost(per_image: dict, curves: dict) -> dict:
     """Grouped vs single-group ssic: BD-rate and mean bytes overhead at each quality."""
     single = {(r["q"], r["image"]): r for r in per_image["ssic"]}
@@ -395,6 +409,17 @@ def ssic_vs_table(rows: dict) -> list[str]:
     return lines + [""]
 
 
+def per_quality_table(curve: list[dict], gaps: dict) -> list[str]:
+    refs = list(gaps["vs"])
+    lines = ["### ssic against each codec at each quality (rate change at equal PSNR, the "
+             "reference interpolated between its measured points; blank: outside its range)", "",
+             "| quality | bpp | PSNR (dB) | " + " | ".join(refs) + " |", "|---:|---:|---:|" + "---:|" * len(refs)]
+    for i, p in enumerate(curve):
+        cells = ["" if gaps["vs"][n][i] is None else f"{gaps['vs'][n][i]:+.1f} %" for n in refs]
+        lines.append(f"| {p['q']:g} | {p['bpp']:.3f} | {p['psnr']:.2f} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def structuring_table(s: dict, mask: str) -> list[str]:
     lines = [f"### Structuring cost: {mask} mask (mean {s['mean_groups']:.2f} groups) vs one group", "",
              f"BD-rate grouped vs single group: **{fmt(s['bd_rate_grouped_vs_single'], '%')}** (target ≤ +3 %)", "",
@@ -412,6 +437,8 @@ def markdown(results: dict) -> str:
         lines += vs_jpeg_table(tables["vs_jpeg"], tables["measured_vs_anchors"])
     if tables["ssic_vs"]:
         lines += ssic_vs_table(tables["ssic_vs"])
+    if results.get("per_quality", {}).get("vs"):
+        lines += per_quality_table(curves["ssic"], results["per_quality"])
     if "structuring" in results:
         lines += structuring_table(results["structuring"], results["meta"]["group_mask"])
     return "\n".join(lines)
@@ -588,6 +615,8 @@ def analyse(raw: dict) -> dict:
     rerun = isinstance(meta["classic"], dict)
     anchored = anchor_classic_curves() if rerun and meta["full_set"] else {}
     results = {"meta": meta, "curves": curves, "bd_rate": bd_tables(curves, anchored)}
+    if "ssic" in curves:
+        results["per_quality"] = per_quality_gaps(curves)
     if "ssic-grouped" in curves:
         results["structuring"] = structuring_cost(per_image, curves)
     results["per_image"] = per_image

@@ -84,8 +84,18 @@ def rd_section(title: str, name: str, before_rev: str) -> list[str]:
             f"(q 1–3 {direct(after, before, (1, 3)):+.1f} %, q 5–8 {direct(after, before, (5, 8)):+.1f} %); "
             f"top quality {top_old['psnr']:.2f} → {top_new['psnr']:.2f} dB at "
             f"{100 * (top_new['bpp'] / top_old['bpp'] - 1):+.1f} % bits")
+    lines += _per_quality(after, "webp")
     lines += _structuring(after, before)
     return lines + [""]
+
+
+def _per_quality(after: dict, codec: str) -> list[str]:
+    """Where along the curve the BD-rate against ``codec`` comes from (``rd_kodak.per_quality_gaps``)."""
+    gaps = after.get("per_quality", {}).get("vs", {}).get(codec)
+    if not gaps:
+        return []
+    cells = [f"q {q:g} {_pct(g)}" for q, g in zip(after["per_quality"]["q"], gaps) if g is not None]
+    return [f"vs {codec} at each quality (bits at equal PSNR): " + ", ".join(cells)]
 
 
 def _structuring(after: dict, before: dict | None) -> list[str]:

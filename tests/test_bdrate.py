@@ -49,3 +49,26 @@ def test_webp_vs_jpeg_matches_the_anchor():
 def test_bd_psnr_of_a_one_db_shift():
     assert bdrate.bd_psnr(RATES, PSNRS, RATES, PSNRS) == pytest.approx(0.0, abs=1e-9)
     assert bdrate.bd_psnr(RATES, PSNRS, RATES, [p + 1 for p in PSNRS]) == pytest.approx(1.0, abs=1e-9)
+
+
+def _points(rates, psnrs):
+    return [{"bpp": r, "psnr": p} for r, p in zip(rates, psnrs)]
+
+
+def test_rate_gaps_say_where_a_curve_wins_and_loses():
+    ref = _points(RATES, PSNRS)
+    # half the rate at the first two points, the same at a measured point, 1.5× between two
+    test = _points([0.06, 0.125, 0.9, 1.5 * math.exp((math.log(0.9) + math.log(1.6)) / 2)],
+                   [26.5, 29.0, 34.1, (34.1 + 37.0) / 2])
+    gaps = bdrate.rate_gaps(ref, test)
+    assert gaps == pytest.approx([-50.0, -50.0, 0.0, 50.0], abs=1e-9)
+
+
+def test_rate_gaps_do_not_extrapolate():
+    ref = _points(RATES, PSNRS)
+    assert bdrate.rate_gaps(ref, _points([0.1, 3.0], [26.4, 39.3])) == [None, None]
+
+
+def test_rate_gaps_refuse_a_reference_whose_psnr_falls():
+    with pytest.raises(ValueError):
+        bdrate.rate_gaps(_points([0.1, 0.2, 0.4], [30.0, 29.0, 31.0]), _points([0.2], [30.0]))

@@ -34,4 +34,5 @@ def test_report_of_the_committed_results_against_themselves(capsys):
     assert ship_report.main(["--before", "HEAD"]) == 0
     out = capsys.readouterr().out
     assert "## Kodak" in out and "directly against" in out
+    assert "vs webp at each quality (bits at equal PSNR): q 1 " in out
     assert "**+0.0 %** (q 1–3 +0.0 %, q 5–8 +0.0 %)" in out  # the same results: no change
