@@ -563,6 +563,9 @@ Examples:
 @click.option("--crop", type=click.IntRange(128, 1024), default=128, show_default=True, help="Crop size (multiple of 128).")
 @click.option("--batch", type=click.IntRange(1, 1024), default=16, show_default=True)
 @click.option("--lr", type=float, default=3e-4, show_default=True)
+@click.option("--warmup-steps", type=click.IntRange(1), default=300, show_default=True,
+              help="Linear lr warm-up, from the step the optimiser state was created (a new run or --init); "
+                   "shorten it for a short fine-tuning stretch.")
 @click.option("--lr-drop", "lr_drops", type=click.IntRange(1), multiple=True,
               help="Step at which the learning rate drops 10x (repeatable), e.g. near the end of a run.")
 @click.option("--max-steps", type=int, default=10**9)
@@ -589,11 +592,14 @@ Examples:
                    "Xeon, 2x faster on an AMD EPYC); the entropy model always trains in fp32.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seeds initial weights, crops, masks, qualities and noise (a resumed run restores its own state).")
+@click.option("--rate-proxy", type=click.Choice(["noise", "rounded"]), default="noise", show_default=True,
+              help="What the latents' rate is counted on: additive uniform noise (train from scratch with it), or "
+                   "the rounded symbols the coder writes (straight-through; for fine-tuning a trained model).")
 @click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Instead of training: write the run's weights (tables frozen) into this folder.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(data, out, model_id, crop, batch, lr, lr_drops, max_steps, hours, cpu_hours, decay_fraction, decay_cpu_hours, checkpoint_minutes,
-          eval_dir, eval_minutes, log_every, init, threads, precision, seed, export_dir, quiet):
+def train(data, out, model_id, crop, batch, lr, warmup_steps, lr_drops, max_steps, hours, cpu_hours, decay_fraction, decay_cpu_hours, checkpoint_minutes,
+          eval_dir, eval_minutes, log_every, init, threads, precision, seed, rate_proxy, export_dir, quiet):
     """Train (or resume training) the codec; one run serves every quality."""
     if export_dir:
         from .weights import export_from_checkpoint
@@ -614,10 +620,10 @@ def train(data, out, model_id, crop, batch, lr, lr_drops, max_steps, hours, cpu_
     if model_id not in MODEL_CONFIGS:
         raise click.UsageError(f"unknown --model {model_id!r} (known: {', '.join(sorted(MODEL_CONFIGS))})")
     from .train import TrainOptions, run
-    run(TrainOptions(data=data, out=out, model_id=model_id, crop=crop, batch=batch, lr=lr, lr_drops=tuple(sorted(lr_drops)), max_steps=max_steps, max_hours=hours,
+    run(TrainOptions(data=data, out=out, model_id=model_id, crop=crop, batch=batch, lr=lr, warmup_steps=warmup_steps, lr_drops=tuple(sorted(lr_drops)), max_steps=max_steps, max_hours=hours,
                      max_cpu_hours=cpu_hours, decay_fraction=decay_fraction, checkpoint_minutes=checkpoint_minutes, eval_dir=eval_dir, eval_minutes=eval_minutes,
                      log_every=log_every, init=init, threads=threads, precision=precision, seed=seed,
-                     progress=not quiet))
+                     rate_proxy=rate_proxy, progress=not quiet))
 
 
 @cli.command(context_settings=CONTEXT, epilog="""\b
@@ -637,6 +643,9 @@ Examples:
               help="Augmented copies (flip, rotation, group mask) of every training crop.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seeds initial weights, crops, masks, qualities and noise (a resumed run restores its own state).")
+@click.option("--rate-proxy", type=click.Choice(["noise", "rounded"]), default="noise", show_default=True,
+              help="What the latents' rate is counted on: additive uniform noise (train from scratch with it), or "
+                   "the rounded symbols the coder writes (straight-through; for fine-tuning a trained model).")
 @click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Instead of training: write the run's weights into this folder.")
 def tune(init, data, out, hours, batch, lr, variants, seed, export_dir):

@@ -48,6 +48,7 @@ class TrainOptions:
     eval_qualities: tuple[float, ...] = (2.0, 5.0, 8.0)
     eval_limit: int = 4                   # images of eval_dir used by the periodic evaluation
     single_group_fraction: float = 0.5
+    rate_proxy: str = "noise"             # what y's rate is counted on (model.ssic.RATE_PROXIES)
     seed: int = 0
     threads: int = 0                      # 0: torch default
     precision: str = "auto"               # "bf16": autocast the transforms (entropy model stays fp32);
@@ -322,7 +323,7 @@ def train_step(net, optimisers: Optimisers, sampler: CropSampler, rng: np.random
     keys, block = random_masks(opt.batch, opt.crop, rng, opt.single_group_fraction)
     quality = torch.from_numpy(rng.uniform(em.QUALITY_MIN, em.QUALITY_MAX, opt.batch)).float().to(device)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-        out = net(x, keys.to(device), block, quality)
+        out = net(x, keys.to(device), block, quality, opt.rate_proxy)
     loss, bpp, psnr = rd_loss(out, x, quality)
     optimisers.step(loss, world)
     return {"loss": loss.item(), "bpp": bpp.item(), "bpp_z": hyper_bpp(out).item(), "psnr": psnr.item()}

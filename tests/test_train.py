@@ -241,6 +241,20 @@ def test_decay_cpu_hours_is_the_same_decay_length_whatever_the_budget(tmp_path, 
     assert len(seen) == 1
 
 
+def test_warmup_steps_and_rate_proxy_reach_the_training_options(tmp_path, data_dir, monkeypatch):
+    import ssic_cli.train as train_module
+    seen = []
+    monkeypatch.setattr(train_module, "run", lambda opt: seen.append(opt))
+    base = ["train", "--data", str(data_dir), "--out", str(tmp_path / "run"), "--quiet"]
+    assert main(base) == 0
+    assert seen[-1].warmup_steps == 300 and seen[-1].rate_proxy == "noise"
+    assert main(base + ["--warmup-steps", "50", "--rate-proxy", "rounded"]) == 0
+    assert seen[-1].warmup_steps == 50 and seen[-1].rate_proxy == "rounded"
+    assert main(base + ["--warmup-steps", "0"]) == 1                                     # usage: at least one step
+    assert main(base + ["--rate-proxy", "exact"]) == 1
+    assert len(seen) == 2
+
+
 def test_the_same_seed_trains_the_same_weights(tmp_path, data_dir):
     """--seed fixes everything random: the initial weights, crops, masks, qualities and noise."""
     def weights(name, seed):
@@ -275,3 +289,28 @@ def test_tune_trains_the_parameter_path_and_exports_decodable_weights(tmp_path, 
     assert any(not torch.equal(frozen[k], tuned[k]) for k in tuned if k.startswith("param_nets."))
     img = (np.random.default_rng(0).random((32, 48, 3)) * 255).astype(np.uint8)
     assert codec.decode(codec.encode(img, single_group(48, 32), 4.0, weights=lm), weights=lm).image.size == (48, 32)
+
+
+def test_the_rounded_rate_proxy_counts_what_the_coder_writes(kodak, one_thread):
+    """``--rate-proxy rounded`` counts y's rate on the coded symbols: with trained weights it
+    lands within a few % of the bytes the coder really writes, where the noise proxy charges far
+    more at low quality (the gap it exists to close)."""
+    from ssic_cli import codec, container
+    from ssic_cli.mask import single_group
+    from ssic_cli.model import build_model
+    from ssic_cli.train import _init_from_weights
+    from ssic_cli.weights import default_weights_path, freeze
+    model = build_model(DEFAULT_MODEL)
+    _init_from_weights(model, default_weights_path(), DEFAULT_MODEL)
+    model.eval()
+    img = crop(kodak, 256, 384)
+    x = torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float() / 255
+    keys = torch.zeros(1, 256 // 32, 384 // 32, dtype=torch.long)
+    data = codec.encode(img, single_group(384, 256), 1.0, weights=freeze(model, DEFAULT_MODEL))
+    ssb = container.read_ssb(data)
+    coded_bits = 8 * len(ssb.section(0))
+    with torch.no_grad():
+        bits = {proxy: float(out["bits_y"] + out["bits_z"])
+                for proxy, out in ((p, model(x, keys, 32, torch.tensor([1.0]), p)) for p in ("noise", "rounded"))}
+    assert bits["rounded"] == pytest.approx(coded_bits, rel=0.03)
+    assert bits["noise"] > 1.3 * coded_bits
