@@ -643,9 +643,6 @@ Examples:
               help="Augmented copies (flip, rotation, group mask) of every training crop.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seeds initial weights, crops, masks, qualities and noise (a resumed run restores its own state).")
-@click.option("--rate-proxy", type=click.Choice(["noise", "rounded"]), default="noise", show_default=True,
-              help="What the latents' rate is counted on: additive uniform noise (train from scratch with it), or "
-                   "the rounded symbols the coder writes (straight-through; for fine-tuning a trained model).")
 @click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Instead of training: write the run's weights into this folder.")
 def tune(init, data, out, hours, batch, lr, variants, seed, export_dir):
