@@ -595,11 +595,14 @@ Examples:
 @click.option("--rate-proxy", type=click.Choice(["noise", "rounded"]), default="noise", show_default=True,
               help="What the latents' rate is counted on: additive uniform noise (train from scratch with it), or "
                    "the rounded symbols the coder writes (straight-through; for fine-tuning a trained model).")
+@click.option("--quality-balance", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Reweight the loss across qualities: 0 as is (a q 8 sample weighs ~8x a q 1 one), 1 every "
+                   "quality an equal share of the gradient; each quality's own rate-distortion slope is unchanged.")
 @click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Instead of training: write the run's weights (tables frozen) into this folder.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(data, out, model_id, crop, batch, lr, warmup_steps, lr_drops, max_steps, hours, cpu_hours, decay_fraction, decay_cpu_hours, checkpoint_minutes,
-          eval_dir, eval_minutes, log_every, init, threads, precision, seed, rate_proxy, export_dir, quiet):
+          eval_dir, eval_minutes, log_every, init, threads, precision, seed, rate_proxy, quality_balance, export_dir, quiet):
     """Train (or resume training) the codec; one run serves every quality."""
     if export_dir:
         from .weights import export_from_checkpoint
@@ -623,7 +626,7 @@ def train(data, out, model_id, crop, batch, lr, warmup_steps, lr_drops, max_step
     run(TrainOptions(data=data, out=out, model_id=model_id, crop=crop, batch=batch, lr=lr, warmup_steps=warmup_steps, lr_drops=tuple(sorted(lr_drops)), max_steps=max_steps, max_hours=hours,
                      max_cpu_hours=cpu_hours, decay_fraction=decay_fraction, checkpoint_minutes=checkpoint_minutes, eval_dir=eval_dir, eval_minutes=eval_minutes,
                      log_every=log_every, init=init, threads=threads, precision=precision, seed=seed,
-                     rate_proxy=rate_proxy, progress=not quiet))
+                     rate_proxy=rate_proxy, quality_balance=quality_balance, progress=not quiet))
 
 
 @cli.command(context_settings=CONTEXT, epilog="""\b

@@ -49,6 +49,7 @@ class TrainOptions:
     eval_limit: int = 4                   # images of eval_dir used by the periodic evaluation
     single_group_fraction: float = 0.5
     rate_proxy: str = "noise"             # what y's rate is counted on (model.ssic.RATE_PROXIES)
+    quality_balance: float = 0.0          # 0: λ(q)·D + R as is; 1: every quality an equal share (rd_loss)
     seed: int = 0
     threads: int = 0                      # 0: torch default
     precision: str = "auto"               # "bf16": autocast the transforms (entropy model stays fp32);
@@ -57,12 +58,31 @@ class TrainOptions:
 
 
 # ----- loop ------------------------------------------------------------------------------------
-def rd_loss(out: dict, x: torch.Tensor, quality: torch.Tensor):
+# The R–D loss λ(q)·255²·MSE + bpp that the shipped ssic-convhaar-c07e997d reaches on Kodak at each
+# anchor quality (its rd_kodak points), over their geometric mean: a q 8 sample weighs ~8× a q 1
+# sample in the plain loss, so the shared transform spends most of its gradient on the high end.
+LOSS_AT_QUALITY = (0.346, 0.486, 0.659, 0.878, 1.153, 1.522, 2.050, 2.862)
+
+
+def quality_loss_weight(quality: torch.Tensor, balance: float) -> torch.Tensor:
+    """Per-sample weight LOSS_AT_QUALITY(q)^-balance (log-linear between anchors): 0 leaves the
+    loss as it is, 1 gives every quality the same share of the gradient. It rescales whole
+    samples only, so each quality's own trade-off (the slope λ) is unchanged."""
+    if not balance:
+        return torch.ones_like(quality)
+    lo, hi, t = em.quality_weights(quality)
+    log_scale = torch.log(torch.tensor(LOSS_AT_QUALITY, dtype=torch.float32, device=quality.device))
+    return torch.exp(-balance * (log_scale[lo] * (1 - t) + log_scale[hi] * t))
+
+
+def rd_loss(out: dict, x: torch.Tensor, quality: torch.Tensor, balance: float = 0.0):
+    """(loss to minimise, mean bpp, mean PSNR); the loss is weighted across qualities by
+    ``quality_loss_weight``."""
     mse = ((out["x_hat"].float().clamp(0, 1) - x) ** 2).flatten(1).mean(1)
     mse_raw = ((out["x_hat"].float() - x) ** 2).flatten(1).mean(1)
     bpp = (out["bits_y"] + out["bits_z"]) / out["pixels"]
     lam = em.quality_lambda(quality)
-    loss = (lam * 255.0 ** 2 * mse_raw + bpp).mean()
+    loss = (quality_loss_weight(quality, balance) * (lam * 255.0 ** 2 * mse_raw + bpp)).mean()
     psnr = (10 * torch.log10(1.0 / mse.clamp(min=1e-10))).mean()
     return loss, bpp.mean(), psnr
 
@@ -324,7 +344,7 @@ def train_step(net, optimisers: Optimisers, sampler: CropSampler, rng: np.random
     quality = torch.from_numpy(rng.uniform(em.QUALITY_MIN, em.QUALITY_MAX, opt.batch)).float().to(device)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
         out = net(x, keys.to(device), block, quality, opt.rate_proxy)
-    loss, bpp, psnr = rd_loss(out, x, quality)
+    loss, bpp, psnr = rd_loss(out, x, quality, opt.quality_balance)
     optimisers.step(loss, world)
     return {"loss": loss.item(), "bpp": bpp.item(), "bpp_z": hyper_bpp(out).item(), "psnr": psnr.item()}
 

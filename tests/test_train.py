@@ -253,6 +253,29 @@ def test_warmup_steps_and_rate_proxy_reach_the_training_options(tmp_path, data_d
     assert main(base + ["--warmup-steps", "0"]) == 1                                     # usage: at least one step
     assert main(base + ["--rate-proxy", "exact"]) == 1
     assert len(seen) == 2
+    assert seen[-1].quality_balance == 0.0
+    assert main(base + ["--quality-balance", "0.5"]) == 0 and seen[-1].quality_balance == 0.5
+    assert main(base + ["--quality-balance", "1.5"]) == 1                                # usage: in [0, 1]
+
+
+def test_quality_balance_gives_each_anchor_quality_an_equal_share():
+    """Balance 1 divides each sample's loss by what the shipped model's loss is at its quality, so
+    samples at every anchor sitting at that loss weigh the same; balance 0 leaves the loss as is."""
+    from ssic_cli.train import LOSS_AT_QUALITY, quality_loss_weight, rd_loss
+    anchors = torch.arange(1.0, 9.0)
+    assert torch.equal(quality_loss_weight(anchors, 0.0), torch.ones(8))
+    shares = quality_loss_weight(anchors, 1.0) * torch.tensor(LOSS_AT_QUALITY)
+    assert torch.allclose(shares, torch.ones(8), atol=1e-5)
+    half = quality_loss_weight(torch.tensor([1.0, 1.5, 2.0, 8.0]), 0.5)
+    assert half[0] > half[1] > half[2] > half[3]                                       # low q weighs more
+    # rd_loss applies it per sample: two samples with the same λD + R, at q 1 and q 8
+    x = torch.zeros(2, 3, 8, 8)
+    out = {"x_hat": x.clone(), "bits_y": torch.tensor([64.0, 64.0]), "bits_z": torch.zeros(2), "pixels": 64}
+    q = torch.tensor([1.0, 8.0])
+    plain, balanced = rd_loss(out, x, q)[0], rd_loss(out, x, q, 1.0)[0]
+    assert plain.item() == pytest.approx(1.0)
+    expected = (1 / LOSS_AT_QUALITY[0] + 1 / LOSS_AT_QUALITY[7]) / 2
+    assert balanced.item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_the_same_seed_trains_the_same_weights(tmp_path, data_dir):
