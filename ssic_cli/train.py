@@ -70,9 +70,7 @@ def quality_loss_weight(quality: torch.Tensor, balance: float) -> torch.Tensor:
     samples only, so each quality's own trade-off (the slope λ) is unchanged."""
     if not balance:
         return torch.ones_like(quality)
-    lo, hi, t = em.quality_weights(quality)
-    log_scale = torch.log(torch.tensor(LOSS_AT_QUALITY, dtype=torch.float32, device=quality.device))
-    return torch.exp(-balance * (log_scale[lo] * (1 - t) + log_scale[hi] * t))
+    return em.per_quality(LOSS_AT_QUALITY, quality) ** -balance
 
 
 def rd_loss(out: dict, x: torch.Tensor, quality: torch.Tensor, balance: float = 0.0):

@@ -105,11 +105,17 @@ def quality_weights(quality: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, 
     return lo, lo + 1, q - lo.to(q.dtype)
 
 
+def per_quality(table, quality: torch.Tensor) -> torch.Tensor:
+    """A table of one positive value per anchor quality, read at (fractional) qualities:
+    log-linear between the anchors."""
+    lo, hi, t = quality_weights(quality)
+    log_table = torch.log(torch.tensor(table, dtype=torch.float32, device=quality.device))
+    return torch.exp(log_table[lo] * (1 - t) + log_table[hi] * t)
+
+
 def quality_lambda(quality: torch.Tensor) -> torch.Tensor:
     """λ for (fractional) qualities, log-linear between the anchors."""
-    lo, hi, t = quality_weights(quality)
-    logl = torch.log(torch.tensor(LAMBDAS, dtype=torch.float32, device=quality.device))
-    return torch.exp(logl[lo] * (1 - t) + logl[hi] * t)
+    return per_quality(LAMBDAS, quality)
 
 
 def gaussian_likelihood(values: torch.Tensor, scales: torch.Tensor, bound: float = 1e-9) -> torch.Tensor:
