@@ -122,18 +122,38 @@ STORY = {
         "data": "2,655 photo crops of 256×256 (`../shared/data/train` with `more/`), random 128² crops in all 8 "
                 "flips and 90° turns (from step 15,012: the whole 256² crops, in all 8); half the samples one "
                 "group, half 2–5 random irregular groups",
-        "history": "batch 16 (the pilot: one process, one thread, 1.5 CPU-hours, lr 3e-4 after 300 warm-up steps, "
-                   "×0.1 over the last 15 %; trained on to 3.5 CPU-hours on the same schedule shape), then the "
-                   "campaign: 2 DistributedDataParallel ranks of one thread, batch 8 each, lr back at 3e-4 on every "
-                   "resume and ×0.1 over the last 0.3 CPU-hours of each session's stretch; from step 15,012 batch 4 per rank of "
-                   "256² crops (twice the pixels per step); from step 17,437 (12.8 CPU-hours, the shipped d256d0f6, "
-                   "restarted with `--init` and a new optimiser) `--precision auto`, which chose fp32 on the Intel VMs "
-                   "and, past 19.4 CPU-hours (the shipped 2c13f7ec), bf16 on AMD EPYC (Zen 4) VMs",
-        "machine": "2-core AMD EPYC with AVX-512, bf16 autocast for the transforms, to 12.8 CPU-hours; then 2-core "
-                   "Intel Xeon VMs (AVX-512 with BF16, no AMX), fp32 (1.3× less CPU per step there than bf16), to 19.4; "
-                   "then 2-core AMD EPYC (Zen 4) VMs, bf16 (~1.5× the steps per CPU-hour of fp32 on the Intel VMs)",
+        # One lineage, told up to each card's own step: (first step the sentence applies to, sentence).
+        "history": [
+            (0, "batch 16 (the pilot: one process, one thread, 1.5 CPU-hours, lr 3e-4 after 300 warm-up steps, "
+                "×0.1 over the last 15 %; trained on to 3.5 CPU-hours on the same schedule shape), then the "
+                "campaign: 2 DistributedDataParallel ranks of one thread, batch 8 each, lr back at 3e-4 on every "
+                "resume and ×0.1 over the last 0.3 CPU-hours of each session's stretch"),
+            (15_012, "; from step 15,012 batch 4 per rank of 256² crops (twice the pixels per step)"),
+            (17_437, "; from step 17,437 (12.8 CPU-hours, the shipped d256d0f6, restarted with `--init` and a new "
+                     "optimiser) `--precision auto`, which chose fp32 on the Intel VMs"),
+            (21_487, " and, past 19.4 CPU-hours (the shipped 2c13f7ec), bf16 on AMD EPYC (Zen 4) VMs"),
+            (24_111, "; from step 24,111 (22.3 CPU-hours, the shipped c07e997d, `--init`) fp32, 50-step warm-ups and "
+                     "every quality's loss weighted alike (`--quality-balance 1`): one process of batch 8 for "
+                     "1.0 CPU-hour, then 2 ranks of batch 4"),
+        ],
+        "machine": [
+            (0, "2-core AMD EPYC with AVX-512, bf16 autocast for the transforms, to 12.8 CPU-hours"),
+            (17_437, "; then 2-core Intel Xeon VMs (AVX-512 with BF16, no AMX), fp32 (1.3× less CPU per step there "
+                     "than bf16), to 19.4"),
+            (21_487, "; then 2-core AMD EPYC (Zen 4) VMs, bf16 (~1.5× the steps per CPU-hour of fp32 on the Intel "
+                     "VMs), to 22.3"),
+            (24_111, "; then 2-core AMD EPYC Zen 3 VMs (AVX2 only, no bf16), fp32 (~3× the CPU per step of bf16 on "
+                     "Zen 4)"),
+        ],
     },
 }
+
+
+def lineage(story: "str | list[tuple[int, str]]", steps: int) -> str:
+    """A story told up to ``steps``: the sentences of a shared lineage that happened before it."""
+    if isinstance(story, str):
+        return story
+    return "".join(text for first, text in story if first == 0 or first < steps)
 
 
 def render(name: str, card: dict, campaign: "list[dict] | None" = None) -> str:
@@ -149,8 +169,8 @@ def render(name: str, card: dict, campaign: "list[dict] | None" = None) -> str:
 | architecture | {architecture(card['model_id'])} |
 | parameters | {card['parameters']:,} (transform weights stored as float16, entropy tables and gains float32) |
 | data | {story['data']} |
-| steps (transforms) | {card['steps']:,} steps, {card['images_seen']:,} images seen — {story['history']} |
-| CPU time (transforms) | {card['cpu_hours']} CPU-hours (process CPU time; {story['machine']}) |
+| steps (transforms) | {card['steps']:,} steps, {card['images_seen']:,} images seen — {lineage(story['history'], card['steps'])} |
+| CPU time (transforms) | {card['cpu_hours']} CPU-hours (process CPU time; {lineage(story['machine'], card['steps'])}) |
 | optimiser (last stretch) | Adam, lr {opts.get('lr', '?')} after {opts.get('warmup_steps', '?')} warm-up steps{drops}, grad-norm clip 1.0 |
 {tuning_row(card)}
 ## Kodak, real bitstreams

@@ -28,7 +28,7 @@ WEIGHTS_ENV = "SSIC_WEIGHTS"
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "weights"
 HASH_BYTES = 16
 # What ``ssic encode`` uses. Older shipped weights stay beside it so their files keep decoding.
-DEFAULT_WEIGHTS = "ssic-convhaar-c07e997d.pt"
+DEFAULT_WEIGHTS = "ssic-convhaar-783eaa21.pt"
 
 
 @dataclass

@@ -13,6 +13,9 @@ classic codecs that run measured. Writes JSON and prints it::
         bench/results/probes/effort_kodak16.json
     python bench/probes/effort_kodak.py bench/results/effort/rd_holdout_effort16.json \\
         bench/results/probes/effort_holdout16.json bench/results/rd_holdout.json   # another plain run
+
+A run on the first N images (``--images N``) is paired with the plain run's points on the same
+images; its comparison with the classic codecs is then left out (their curves average all 24).
 """
 import json
 import sys
@@ -26,10 +29,25 @@ from bdrate import bd_rate_curves  # noqa: E402
 PLAIN = Path("bench/results/rd_kodak.json")
 
 
+def plain_curve_over(plain_run: dict, qs: list[float], images: set[str]) -> list[dict]:
+    """The plain run's curve at ``qs`` over ``images`` only (means as rd_kodak computes them), so
+    an effort run on the first N images (``--images N``) is paired with the same N."""
+    points = []
+    for q in qs:
+        rows = [r for r in plain_run["per_image"]["ssic"] if r["q"] == q and r["image"] in images]
+        points.append({"q": q, "bpp": float(np.mean([r["bpp"] for r in rows])),
+                       "psnr": float(np.mean([r["psnr"] for r in rows])),
+                       "enc_s": float(np.median([r["enc_s"] for r in rows]))})
+    return points
+
+
 def compare(effort_run: dict, plain_run: dict) -> dict:
     effort, plain = effort_run["curves"]["ssic"], plain_run["curves"]["ssic"]
     qs = [p["q"] for p in effort]
-    plain_at = [p for p in plain if p["q"] in qs]
+    images = {r["image"] for r in effort_run["per_image"]["ssic"]}
+    whole_set = images == {r["image"] for r in plain_run["per_image"]["ssic"]}
+    plain_at = ([p for p in plain if p["q"] in qs] if whole_set
+                else plain_curve_over(plain_run, qs, images))
     rows = {(r["q"], r["image"]): r for r in plain_run["per_image"]["ssic"]}
     per_q = []
     for p, e in zip(plain_at, effort):
@@ -40,17 +58,19 @@ def compare(effort_run: dict, plain_run: dict) -> dict:
                       "psnr_change_db": round(e["psnr"] - p["psnr"], 3),
                       "images_smaller": sum(b["bytes"] < a["bytes"] for a, b in pairs), "images": len(pairs),
                       "encode_s_median": [round(p["enc_s"], 2), round(e["enc_s"], 2)]})
+    result = {"effort": effort_run["meta"].get("effort"), "images": effort_run["meta"]["images"],
+              "bd_rate_vs_effort0": round(bd_rate_curves(plain_at, effort), 2), "per_quality": per_q,
+              "mean_rate_change_pct": round(float(np.mean([r["rate_change_pct"] for r in per_q])), 2)}
+    if not whole_set:     # the classic curves average other images: no fair comparison with them
+        return {**result, "vs_jpeg": None, "effort_vs": None}
+    jpeg = plain_run["curves"]["jpeg"]
     classic = {name: round(bd_rate_curves(pts, effort), 2) for name, pts in plain_run["curves"].items()
                if not name.startswith(("ssic", "published"))}
-    jpeg = plain_run["curves"]["jpeg"]
-    return {"effort": effort_run["meta"].get("effort"), "images": effort_run["meta"]["images"],
-            "bd_rate_vs_effort0": round(bd_rate_curves(plain_at, effort), 2),
+    return {**result, "effort_vs": classic,
             "vs_jpeg": {"effort": round(bd_rate_curves(jpeg, effort), 2),
                         "effort 0": round(bd_rate_curves(jpeg, plain), 2),
                         **{n: round(bd_rate_curves(jpeg, pts), 2) for n, pts in plain_run["curves"].items()
-                           if n in ("webp", "jxl", "avif")}},
-            "effort_vs": classic, "per_quality": per_q,
-            "mean_rate_change_pct": round(float(np.mean([r["rate_change_pct"] for r in per_q])), 2)}
+                           if n in ("webp", "jxl", "avif")}}}
 
 
 if __name__ == "__main__":
