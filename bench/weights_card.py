@@ -153,7 +153,7 @@ def lineage(story: "str | list[tuple[int, str]]", steps: int) -> str:
     """A story told up to ``steps``: the sentences of a shared lineage that happened before it."""
     if isinstance(story, str):
         return story
-    return "".join(text for first, text in story if first == 0 or first < steps)
+    return "".join(text for first, text in story if first < steps)
 
 
 def render(name: str, card: dict, campaign: "list[dict] | None" = None) -> str:

@@ -59,8 +59,9 @@ class TrainOptions:
 
 # ----- loop ------------------------------------------------------------------------------------
 # The R–D loss λ(q)·255²·MSE + bpp that ssic-convhaar-c07e997d (the default when this was measured)
-# reaches on Kodak at each anchor quality (its rd_kodak points), over their geometric mean: a q 8 sample weighs ~8× a q 1
-# sample in the plain loss, so the shared transform spends most of its gradient on the high end.
+# reaches on Kodak at each anchor quality (its rd_kodak points), over their geometric mean: a q 8
+# sample weighs ~8× a q 1 sample in the plain loss, so the shared transform spends most of its
+# gradient on the high end.
 LOSS_AT_QUALITY = (0.346, 0.486, 0.659, 0.878, 1.153, 1.522, 2.050, 2.862)
 
 

@@ -25,20 +25,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bdrate import bd_rate_curves  # noqa: E402
+from rd_kodak import mean_point  # noqa: E402
 
 PLAIN = Path("bench/results/rd_kodak.json")
-
-
-def plain_curve_over(plain_run: dict, qs: list[float], images: set[str]) -> list[dict]:
-    """The plain run's curve at ``qs`` over ``images`` only (means as rd_kodak computes them), so
-    an effort run on the first N images (``--images N``) is paired with the same N."""
-    points = []
-    for q in qs:
-        rows = [r for r in plain_run["per_image"]["ssic"] if r["q"] == q and r["image"] in images]
-        points.append({"q": q, "bpp": float(np.mean([r["bpp"] for r in rows])),
-                       "psnr": float(np.mean([r["psnr"] for r in rows])),
-                       "enc_s": float(np.median([r["enc_s"] for r in rows]))})
-    return points
 
 
 def compare(effort_run: dict, plain_run: dict) -> dict:
@@ -46,8 +35,9 @@ def compare(effort_run: dict, plain_run: dict) -> dict:
     qs = [p["q"] for p in effort]
     images = {r["image"] for r in effort_run["per_image"]["ssic"]}
     whole_set = images == {r["image"] for r in plain_run["per_image"]["ssic"]}
-    plain_at = ([p for p in plain if p["q"] in qs] if whole_set
-                else plain_curve_over(plain_run, qs, images))
+    # The plain points over the effort run's own images (all of them, or the first N of --images N).
+    plain_at = [mean_point(q, [r for r in plain_run["per_image"]["ssic"] if r["q"] == q and r["image"] in images])
+                for q in qs]
     rows = {(r["q"], r["image"]): r for r in plain_run["per_image"]["ssic"]}
     per_q = []
     for p, e in zip(plain_at, effort):
