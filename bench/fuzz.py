@@ -4,12 +4,18 @@ Every case takes a small, real .ssb (plain, sealed + scrambled, grayscale, extra
 one mutation (truncation, bit flips, forged header fields with the header CRC recomputed,
 forged mask, index, flags or params, garbage sections with their CRC-32 recomputed so the
 rANS decoder sees them, splices of two files) and runs ``read_ssb`` + ``codec.decode``.
+Format-aware forgeries (issue 41) keep the file consistent up to the one thing they forge, so
+the checks past the CRCs are reached: masks that lie about the groups (a present group without
+blocks, every block in one group), geometry with a matching mask (thin and huge canvases),
+hostile texts (paths as model ids, control characters), scrypt settings at the reader's bounds,
+up to 255 (sealed) groups, index lengths claiming huge sections; and before the random cases,
+a deterministic sweep forges every header field of every corpus file in turn (``field_sweep``).
 A case must end in a decode or in an ``SsicError`` (or subclass); anything else is a crash.
 
 Cases run in a worker process with a time limit each; a case over the limit, or one that kills
 the worker, is counted (``timeout``, ``crash: worker died``) and the worker is restarted.
 
-    python bench/fuzz.py --cases 10000 --out bench/results/fuzz.json
+    python -m bench.fuzz --cases 10000 --out bench/results/fuzz.json
 
 The mutation engine (``Raw``, ``MUTATIONS``, ``mutate``) is also driven by hypothesis in
 ``tests/test_fuzz.py``; it only needs a ``random.Random``.
@@ -28,7 +34,8 @@ import zlib
 from collections import Counter, defaultdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from .common import ROOT
+
 KEY1 = b"fuzz key one, 32 bytes long ...."
 KEY2 = b"fuzz key two, 32 bytes long ...."
 
@@ -315,14 +322,209 @@ def m_splice(rng, data, corpus):
     return raw.dump(), "sections spliced from another file"
 
 
+# ----- format-aware forgeries (issue 41): what someone who read docs/FORMAT.md writes --------------
+# Each keeps the file consistent up to the one thing it forges (mask size matching the geometry,
+# index and section CRC-32s matching the sections, header CRC recomputed), so the checks past the
+# CRCs — the pixel budget, the payload limit, the mask's meaning, text rules, KDF settings, the
+# KDF budget, the weights lookup — are what the case reaches.
+HOSTILE_TEXT = ["../../etc/passwd", "/etc/passwd", "..", "a\x1b[2Jb", "bell\x07", "nul\x00", "rtl\u202eplay",
+                "zero\u200bwidth", "line\u2028two", "del\x7f", "c1\x9b", "a,b", "a:b", "e\u0301", " pad",
+                "x" * 64, "x" * 65, "é" * 32, "background", "person", ""]
+# (log2 N, r, p): inside and just outside the reader's bounds (memory 128·r·N ≤ 64 MiB, work
+# r·p·N ≤ 2^20, N < 2^(16·r)); (19, 1, 2) is the one OpenSSL refused with MemoryError.
+KDF_SETTINGS = [(19, 1, 2), (16, 8, 2), (15, 8, 4), (20, 1, 1), (16, 1, 1), (17, 8, 1), (10, 32, 16),
+                (10, 1, 1), (9, 8, 1), (21, 1, 1), (15, 0, 1), (15, 8, 0), (15, 33, 1), (15, 8, 17)]
+GEOMETRIES = [(1_000_000, 1, 64), (25_000_000, 1, 64), (1, 1_000_000, 64), (20000, 20000, 64),
+              (10000, 10000, 64), (5001, 5000, 64), (4097, 1, 16), (1, 1, 16), (17, 33, 16), (129, 129, 32)]
+
+
+def _ids(raw: Raw) -> bytearray:
+    return bytearray(zlib.decompress(raw.get("mask")))
+
+
+def _grid(raw: Raw) -> tuple[int, int]:
+    b = raw.get("block_size")
+    return -(-raw.get("height") // b), -(-raw.get("width") // b)
+
+
+def _set_ids(raw: Raw, ids: bytes) -> None:
+    raw.set_blob("mask", zlib.compress(bytes(ids), 9))
+
+
+def m_forge_mask_meaning(rng, data, corpus):
+    """A mask of the right size that lies about the groups: a group emptied (PRESENT, with its
+    section, no blocks), every block given to one group, groups swapped, random valid ids."""
+    raw = Raw(data)
+    ids, n = _ids(raw), raw.count
+    how = rng.choice(["empty one", "all to one", "swap two", "random", "one block each"])
+    g = rng.randrange(n)
+    if how == "empty one":
+        other = (g + 1) % n
+        ids = bytearray(other if v == g else v for v in ids)
+    elif how == "all to one":
+        ids = bytearray([g]) * len(ids)
+    elif how == "swap two":
+        h = rng.randrange(n)
+        ids = bytearray(h if v == g else g if v == h else v for v in ids)
+    elif how == "random":
+        ids = bytearray(rng.randrange(n) for _ in ids)
+    else:
+        ids = bytearray(i % n for i in range(len(ids)))
+    _set_ids(raw, ids)
+    return raw.dump(), f"mask {how} (group {g})"
+
+
+def m_forge_geometry(rng, data, corpus):
+    """Width, height, block size forged together with a mask of the matching grid: thin images,
+    huge canvases, odd sizes reach the pixel budget and the decoder, not just the mask check."""
+    raw = Raw(data)
+    w, h, b = rng.choice(GEOMETRIES + [(raw.get("width") * 2, raw.get("height"), raw.get("block_size"))])
+    if rng.random() < 0.3:
+        b = rng.choice([16, 32, 64])
+    raw.set("width", w)
+    raw.set("height", h)
+    raw.set("block_size", b)
+    rows, cols = _grid(raw)
+    old = _ids(raw)
+    how = rng.choice(["zeros", "tiled"])
+    ids = bytes(rows * cols) if how == "zeros" else bytes(old[i % len(old)] for i in range(rows * cols))
+    _set_ids(raw, ids)
+    if raw.version == 2:                      # keep the stored bboxes and counts consistent too
+        _fix_v2_boxes(raw, ids, cols)
+    return raw.dump(), f"geometry {w}x{h} block {b}, mask {how}"
+
+
+def _fix_v2_boxes(raw: Raw, ids: bytes, cols: int) -> None:
+    b, w, h = raw.get("block_size"), raw.get("width"), raw.get("height")
+    for g in range(raw.count):
+        at = [i for i, v in enumerate(ids) if v == g]
+        if at:
+            rs, cs = [i // cols for i in at], [i % cols for i in at]
+            box = (min(cs) * b, min(rs) * b, min((max(cs) + 1) * b, w), min((max(rs) + 1) * b, h))
+        else:
+            box = (0, 0, 0, 0)
+        for f, v in zip(("x0", "y0", "x1", "y1", "blocks"), (*box, len(at))):
+            raw.set(f"g{g}.{f}", v)
+
+
+def m_forge_text(rng, data, corpus):
+    """A model id, group name or label replaced by hostile text (paths, control and format
+    characters, separators, not NFC, padded, too long), its length field kept true."""
+    raw = Raw(data)
+    f = rng.choice(["model_id"] + [f"g{g}.{k}" for g in range(raw.count) for k in ("name", "label")])
+    text = rng.choice(HOSTILE_TEXT)
+    raw.set_blob(f, text.encode("utf-8"))
+    return raw.dump(), f"{f} <- {text!r}"
+
+
+def m_forge_kdf(rng, data, corpus):
+    """A group (re)protected with scrypt settings at and past the reader's bounds: sealed or
+    scrambled, fresh salts (so nothing is memoised), the section kept as it is."""
+    from ssic_cli import crypto
+    raw = Raw(data)
+    g = rng.randrange(raw.count)
+    log2_n, r, p = rng.choice(KDF_SETTINGS)
+    kdf = crypto.KdfParams(log2_n, r, p, rng.randbytes(16))
+    seal = rng.random() < 0.6
+    scramble = not seal or rng.random() < 0.3
+    params = crypto.GroupParams(seal=crypto.SealParams(kdf, rng.randbytes(8), rng.randbytes(12)) if seal else None,
+                                scramble=crypto.ScrambleParams(kdf, rng.randbytes(8)) if scramble else None)
+    flags = raw.get(f"g{g}.flags") & 1 | (2 if seal else 0) | (4 if scramble else 0)
+    raw.set(f"g{g}.flags", flags)
+    raw.set_blob(f"g{g}.params", params.pack())
+    return raw.dump(), f"g{g} kdf N=2^{log2_n} r={r} p={p} flags {flags}"
+
+
+def m_forge_many_groups(rng, data, corpus):
+    """Up to 255 groups: the table grown with copies of a record (sealed ones at the highest
+    accepted scrypt cost, each with its own salt), the mask spreading blocks over them, the
+    index and the CRCs consistent: stresses the per-group loop and the KDF budget."""
+    from ssic_cli import crypto
+    raw = Raw(data)
+    if raw.version == 2:
+        return m_forge_mask_meaning(rng, data, corpus)
+    rows, cols = _grid(raw)
+    total = rng.choice([8, 32, 255])
+    sealed = rng.random() < 0.5
+    at = next(i for i, f in enumerate(raw.fields) if f[0] == "mask_len")
+    new_fields, new_sections = [], []
+    for g in range(raw.count, total):
+        params = b""
+        if sealed:
+            kdf = crypto.KdfParams(16, 8, 2, rng.randbytes(16))
+            params = crypto.GroupParams(seal=crypto.SealParams(kdf, rng.randbytes(8), rng.randbytes(12))).pack()
+        name = f"x{g}".encode()
+        new_fields += [[f"g{g}.name_len", "B", len(name)], [f"g{g}.name", "s", name],
+                       [f"g{g}.label_len", "B", 0], [f"g{g}.label", "s", b""],
+                       [f"g{g}.flags", "B", 3 if sealed else 1], [f"g{g}.params_len", "H", len(params)],
+                       [f"g{g}.params", "s", params]]
+        new_sections.append(rng.randbytes(rng.choice([16, 32, 64])))
+    raw.fields[at:at] = new_fields
+    crc_at = next(i for i, f in enumerate(raw.fields) if f[0] == "header_crc")
+    raw.fields[crc_at:crc_at] = [x for g in range(raw.count, total)
+                                 for x in ([f"i{g}.length", "I", 0], [f"i{g}.crc", "I", 0])]
+    raw.sections += new_sections
+    raw.count = total
+    raw.set("group_count", total)
+    ids = _ids(raw)
+    _set_ids(raw, bytes(v if rng.random() < 0.5 else rng.randrange(total) for v in ids))
+    raw.reindex()
+    return raw.dump(), f"{total} groups{' sealed at the highest cost' if sealed else ''}"
+
+
+def m_forge_index_claims(rng, data, corpus):
+    """Index lengths claiming far more than the file holds (one group or all together), the
+    header CRC fixed: refused from the index alone, before anything is read."""
+    raw = Raw(data)
+    present = [g for g, s in enumerate(raw.sections) if s is not None]
+    if not present:
+        return m_forge_index(rng, data, corpus)
+    targets = present if rng.random() < 0.3 else [rng.choice(present)]
+    value = rng.choice([0xFFFFFFFF, 0x7FFFFFFF, 1 << 24, 1 << 20])
+    for g in targets:
+        raw.set(f"i{g}.length", value)
+    return raw.dump(), f"index lengths {value} for groups {targets}"
+
+
+def field_sweep(data: bytes) -> list[tuple[str, bytes]]:
+    """Field by field, every header field of ``data`` forged to a few values that matter for its
+    kind (0, 1, ±1, the largest value; for blobs: empty, one byte longer, hostile text), the
+    header CRC recomputed. Deterministic: the same cases on every run."""
+    raw = Raw(data)
+    cases = []
+    for i, (name, kind, old) in enumerate(raw.fields):
+        if name in ("header_crc", "magic"):
+            continue
+        if kind == "s":
+            values = [b"", old + b"\0", old[:-1]] if old else [b"", b"\0" * 16]
+            if name.endswith(("name", "label", "model_id")):
+                values += [b"../../etc/passwd", b"a\x1b[2Jb", "rtl\u202eplay".encode(), b"a,b"]
+        else:
+            top = _MASKS[kind]
+            values = sorted({0, 1, (old + 1) & top, (old - 1) & top, top, old ^ 0x80 & top} - {old})
+        for value in values:
+            forged = Raw(data)
+            if kind == "s" and f"{name}_len" in [f[0] for f in forged.fields]:
+                forged.set_blob(name, value)
+            else:
+                forged.set(name, value)
+            cases.append((f"{name} <- {value!r}"[:80], forged.dump()))
+    return cases
+
+
 MUTATIONS = {
     "truncate": m_truncate, "bitflip": m_bitflip, "header_bitflip": m_header_bitflip,
     "forge_int": m_forge_int, "forge_dims": m_forge_dims, "forge_blob": m_forge_blob,
     "forge_mask": m_forge_mask, "forge_index": m_forge_index, "forge_flags": m_forge_flags,
     "forge_params": m_forge_params, "section_garbage": m_section_garbage, "splice": m_splice,
+    # format-aware forgeries (issue 41)
+    "forge_mask_meaning": m_forge_mask_meaning, "forge_geometry": m_forge_geometry, "forge_text": m_forge_text,
+    "forge_kdf": m_forge_kdf, "forge_many_groups": m_forge_many_groups, "forge_index_claims": m_forge_index_claims,
 }
 # Section damage reaches the model; weight it up (those cases are the expensive, interesting ones).
-WEIGHTS = {"section_garbage": 4, "forge_params": 2, "forge_flags": 2, "forge_int": 3, "forge_blob": 2}
+WEIGHTS = {"section_garbage": 4, "forge_params": 2, "forge_flags": 2, "forge_int": 3, "forge_blob": 2,
+           "forge_mask_meaning": 2, "forge_geometry": 2, "forge_text": 2, "forge_kdf": 2, "forge_index_claims": 1,
+           "forge_many_groups": 1}
 
 
 def mutate(rng: random.Random, corpus: dict[str, bytes]) -> tuple[str, str, str, bytes]:
@@ -341,7 +543,7 @@ def build_corpus() -> dict[str, bytes]:
     import numpy as np
     from PIL import Image
 
-    from ssic_cli import codec, crypto
+    from ssic_cli import codec, container, crypto
     from ssic_cli.mask import GroupMask, single_group
     crypto.DEFAULT_KDF = crypto.FAST_KDF       # cheap derivations; forged params may ask for more
     rgb = np.asarray(Image.open(ROOT / "examples" / "kodim23.png").convert("RGB"))[200:296, 250:378].copy()
@@ -361,7 +563,7 @@ def build_corpus() -> dict[str, bytes]:
         "plain": codec.encode(rgb, gm, 3.0),
         "protected": protected,
         "gray16": codec.encode(rgb[:, :64], single_group(64, 96, 16), 5.0, channels=1),
-        "extracted": codec.extract(protected, ["person", "car"]),
+        "extracted": container.extract(protected, ["person", "car"]),
         "protected-v2": _as_version_2(protected),
         "tiled": codec.encode(wide, wide_gm, 3.0, tile_size=256, seal={"person": k1}),
     }
@@ -391,7 +593,8 @@ def run_case(data: bytes, with_keys: bool) -> str:
     hdr = ssb.header
     if res.image.size != (hdr.width, hdr.height):
         return "crash: wrong image size"
-    if len(res.decoded) + len(res.lost) + len(res.unavailable) != len(hdr.groups):
+    # every group in the header is decoded, lost, unavailable, or absent (not carried by an extract)
+    if len(res.decoded) + len(res.lost) + len(res.unavailable) + len(res.absent) != len(hdr.groups):
         return "crash: groups unaccounted for"
     return "ok-lost" if res.lost else "ok"
 
@@ -449,11 +652,14 @@ class Worker:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m bench.fuzz", description=__doc__.split("\n\n")[0])
     ap.add_argument("--cases", type=int, default=10000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds per case")
     ap.add_argument("--out", type=Path, help="write the counts as JSON here")
+    ap.add_argument("--no-sweep", dest="sweep", action="store_false",
+                    help="skip the field-by-field sweep (every header field of every corpus file forged, "
+                         "CRCs fixed) that runs before the random cases")
     args = ap.parse_args(argv)
 
     import torch
@@ -471,9 +677,16 @@ def main(argv=None) -> int:
         for with_keys in (False, True):
             outcome, _ = worker.run(corpus[name], with_keys, args.timeout)
             assert outcome == "ok", (name, with_keys, outcome)
-    for case in range(args.cases):
-        source, kind, what, data = mutate(rng, corpus)
-        with_keys = rng.random() < 0.5
+    sweep = [(name, "field_sweep", what, data) for name in sorted(corpus) for what, data in field_sweep(corpus[name])]
+    if not args.sweep:
+        sweep = []
+    for case in range(len(sweep) + args.cases):
+        if case < len(sweep):
+            source, kind, what, data = sweep[case]
+            with_keys = case % 2 == 1
+        else:
+            source, kind, what, data = mutate(rng, corpus)
+            with_keys = rng.random() < 0.5
         t = time.time()
         outcome, tb = worker.run(data, with_keys, args.timeout)
         took = time.time() - t
@@ -488,7 +701,8 @@ def main(argv=None) -> int:
     worker.close()
     elapsed = time.time() - start
     result = {
-        "cases": args.cases, "seed": args.seed, "timeout_s": args.timeout, "elapsed_s": round(elapsed, 1),
+        "cases": args.cases + len(sweep), "random_cases": args.cases, "sweep_cases": len(sweep),
+        "seed": args.seed, "timeout_s": args.timeout, "elapsed_s": round(elapsed, 1),
         "corpus": {k: len(v) for k, v in corpus.items()},
         "outcomes": dict(counts.most_common()),
         "by_mutation": {k: dict(v.most_common()) for k, v in sorted(by_mutation.items())},

@@ -10,23 +10,21 @@ centre-cropped to a multiple of 16, and saved as plain sRGB PNG (the ICC profile
 are dropped: every codec then reads the same numbers, and heif-convert cannot write some of
 them back). Deterministic: the same files on every machine.
 
-    python bench/holdout.py                     # writes runs/holdout/*.png + MANIFEST.tsv
-    python bench/rd_kodak.py --photos runs/holdout --out bench/results/rd_holdout.json
+    python -m bench.holdout                     # writes runs/holdout/*.png + MANIFEST.tsv
+    python -m bench.rd --photos runs/holdout --out bench/results/rd_holdout.json
 
 The PNGs stay out of git (derived from ../shared data); this script is how to get them back.
 """
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from pathlib import Path
 
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("SSIC_SHARED", ROOT.parent / "shared"))
+from .common import COCO, ROOT, SHARED, coco_instances, log
+
 COUNT = 24
 SCALE = 0.75
 MIN_SHORT_SIDE = 400
@@ -66,13 +64,13 @@ def prepare(path: Path) -> Image.Image:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--coco", type=Path, default=SHARED / "data/coco", help="COCO subset (default: %(default)s)")
+    ap = argparse.ArgumentParser(prog="python -m bench.holdout", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--coco", type=Path, default=COCO, help="COCO subset (default: %(default)s)")
     ap.add_argument("--train", type=Path, default=SHARED / "data/train",
                     help="training crops, whose manifests name the photos to exclude (default: %(default)s)")
     ap.add_argument("--out", type=Path, default=ROOT / "runs/holdout", help="output folder (default: %(default)s)")
     args = ap.parse_args(argv)
-    instances = json.loads((args.coco / "instances.json").read_text())
+    instances = coco_instances(args.coco)
     licenses = {lic["id"]: lic["name"] for lic in instances["licenses"]}
     chosen = pick(instances, training_sources(args.train))
     args.out.mkdir(parents=True, exist_ok=True)
@@ -84,7 +82,7 @@ def main(argv=None) -> int:
         rows.append(f"{name}\t{im['id']}\tval2017/{im['file_name']}\t{picture.width}x{picture.height}\t"
                     f"{licenses.get(im['license'], im['license'])}\t{im.get('flickr_url', '')}")
     (args.out / "MANIFEST.tsv").write_text("\n".join(rows) + "\n")
-    print(f"wrote {len(chosen)} photos to {args.out}", file=sys.stderr)
+    log(f"wrote {len(chosen)} photos to {args.out}")
     return 0
 
 

@@ -7,7 +7,7 @@ which vector kernels run; 1 or 2 threads). Reports whether the integer latents a
 the native 2-thread decode, and how far the float pixel path strays (largest difference on the
 8-bit output, share of differing values). Prints a markdown table and writes JSON.
 
-    python bench/portability.py --out bench/results/portability.json
+    python -m bench.portability --out bench/results/portability.json
 """
 from __future__ import annotations
 
@@ -21,12 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tests.kernel_probe import KERNEL_SETS     # the kernel sets the portability tests use
 
-from rd_kodak import irregular_mask, write_json  # noqa: E402 - the RD benchmark's seeded masks
-from tests.kernel_probe import KERNEL_SETS  # noqa: E402
+from .common import KODAK, ROOT, write_json
+from .rd import irregular_mask                   # the RD benchmark's seeded masks
 
 QUALITIES = (1.0, 4.0, 8.0)
 
@@ -40,9 +38,8 @@ def _decode_everything(label: str, env: dict, threads: int, files: list[str], ou
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    shared = Path(os.environ.get("SSIC_SHARED", ROOT.parent / "shared"))
-    ap.add_argument("--kodak", type=Path, default=shared / "data/kodak")
+    ap = argparse.ArgumentParser(prog="python -m bench.portability", description=__doc__.splitlines()[0])
+    ap.add_argument("--kodak", type=Path, default=KODAK)
     ap.add_argument("--images", type=int, default=4)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)

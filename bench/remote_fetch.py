@@ -7,7 +7,7 @@ group decodes that group alone from the URL, counting the body bytes received an
 made (the client's count; nginx's access log agrees, see tests/test_remote.py). Prints a
 markdown table and writes JSON.
 
-    python bench/remote_fetch.py --out bench/results/remote_fetch.json
+    python -m bench.remote_fetch --out bench/results/remote_fetch.json
 """
 from __future__ import annotations
 
@@ -16,18 +16,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tests.http_servers import NginxServer     # the throw-away nginx the remote tests use
 
-from rd_kodak import write_json  # noqa: E402 - one JSON writer for the benchmarks
-from tests.http_servers import NginxServer  # noqa: E402
+from .common import ROOT, write_json
 
 EXAMPLE = ROOT / "examples" / "coco_000000005001"
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m bench.remote_fetch", description=__doc__.splitlines()[0])
     ap.add_argument("--quality", type=float, default=4.0)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)

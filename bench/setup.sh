@@ -1,5 +1,5 @@
 #!/bin/sh
-# Install the classic encoders/decoders bench/rd_kodak.py runs (Debian/Ubuntu packages).
+# Install the classic encoders/decoders bench.rd and bench.roi run (bench/classic.py; Debian/Ubuntu packages).
 # Idempotent: does nothing when every tool is already on PATH.
 #   cjpeg/djpeg (libjpeg-turbo-progs)  cwebp/dwebp (webp)  avifenc/avifdec (libavif-bin)
 #   cjxl/djxl (libjxl-tools)           heif-enc/heif-convert (libheif-examples)
@@ -16,7 +16,7 @@ done
 
 echo "bench/setup.sh: missing$missing; installing $PACKAGES" >&2
 if ! command -v apt-get >/dev/null 2>&1; then
-    echo "bench/setup.sh: no apt-get here; install$missing yourself (or run rd_kodak.py --skip-classic)" >&2
+    echo "bench/setup.sh: no apt-get here; install$missing yourself (or run python -m bench.rd --skip-classic)" >&2
     exit 1
 fi
 SUDO=""

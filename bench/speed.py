@@ -8,12 +8,11 @@ pays. Batch throughput is ``ssic encode`` / ``ssic decode`` of --batch copies of
 ``-j 1`` and ``-j 2``. Peak memory is the max RSS of a fresh child process doing one encode or
 one decode.
 
-    python bench/speed.py --out bench/results/speed.json
+    python -m bench.speed --out bench/results/speed.json
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
@@ -25,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from ssic_cli.mask import DEFAULT_BLOCK_SIZE  # noqa: E402
+from ssic_cli.mask import DEFAULT_BLOCK_SIZE
+
+from .common import KODAK, ROOT, write_json
 
 
 def _image(path: Path) -> np.ndarray:
@@ -118,9 +117,8 @@ def batch_throughput(image: Path, count: int) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    shared = Path(os.environ.get("SSIC_SHARED", ROOT.parent / "shared"))
-    default_img = shared / "data/kodak/kodim23.png"
+    ap = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__.splitlines()[0])
+    default_img = KODAK / "kodim23.png"
     ap.add_argument("--image", type=Path, default=default_img if default_img.exists() else ROOT / "examples/kodim23.png")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
@@ -161,9 +159,9 @@ def main(argv=None) -> int:
     ssb.write_bytes(data)
     mem = {}
     for mode, effort in [("encode", 0), ("decode", 0)] + ([("encode", args.effort)] if args.effort else []):
-        out = subprocess.run([sys.executable, __file__, "--child", mode, "--image", str(args.image), "--ssb", str(ssb),
+        out = subprocess.run([sys.executable, "-m", "bench.speed", "--child", mode, "--image", str(args.image), "--ssb", str(ssb),
                               "--threads", str(args.threads), "--effort", str(effort)],
-                             capture_output=True, text=True, check=True)
+                             cwd=ROOT, capture_output=True, text=True, check=True)
         mem[f"{mode}, effort {effort}" if effort else mode] = float(out.stdout.strip().splitlines()[-1])
     process = whole_process_times(args.image, ssb, args.repeat)
     batch = batch_throughput(args.image, args.batch)
@@ -186,8 +184,7 @@ def main(argv=None) -> int:
     for r in batch:
         print(f"| {r['command']} | {r['images']} | {r['jobs']} | {r['seconds']:.1f} | {r['images_per_s']:.2f} |")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2))
+        write_json(args.out, result)
     return 0
 
 

@@ -1,7 +1,7 @@
 """Large images in bounded memory: peak RSS and time of whole `ssic` processes on a 24 MP image,
 and the rate-distortion cost of tile seams.
 
-    python bench/tiles.py                      # writes bench/results/tiles.json, prints tables
+    python -m bench.tiles                      # writes bench/results/tiles.json, prints tables
 
 1. A 6000×4000 photo mosaic (Kodak images, 8 × 8, cropped) is encoded and decoded by the CLI
    (default settings: tiles of 1024) with one group per 256-pixel grid cell (``--detector grid``)
@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -26,14 +25,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+from .bdrate import bd_rate_curves
+from .common import KODAK, RESULTS, ROOT, kodak_files, psnr, write_json
 
-from bdrate import bd_rate_curves  # noqa: E402
-from rd_kodak import kodak_files, psnr, write_json  # noqa: E402
-
-SHARED = ROOT.parent / "shared"
 SSIC = [sys.executable, "-m", "ssic_cli"]
 
 
@@ -104,9 +98,10 @@ def seam_cost(images: dict[str, np.ndarray], tile: int, qualities: list[float]) 
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=ROOT / "bench/results/tiles.json")
-    ap.add_argument("--kodak", type=Path, default=SHARED / "data/kodak")
+    ap = argparse.ArgumentParser(prog="python -m bench.tiles", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=RESULTS / "tiles.json")
+    ap.add_argument("--kodak", type=Path, default=KODAK)
     ap.add_argument("--images", type=int, default=8, help="Kodak images for the seam cost (default: %(default)s)")
     ap.add_argument("--qualities", default="1,3,5,8")
     ap.add_argument("--threads", type=int, default=2)

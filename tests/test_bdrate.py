@@ -1,24 +1,16 @@
-"""bench/bdrate.py: Bjøntegaard delta rate on synthetic curves and on the shared Kodak anchors."""
+"""bench.bdrate: Bjøntegaard delta rate on synthetic curves and on the shared Kodak anchors."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 
 import numpy as np
 import pytest
 
-from .conftest import ROOT, SHARED
+from bench import bdrate
 
+from .conftest import SHARED
 
-def _load_bdrate():
-    spec = importlib.util.spec_from_file_location("bdrate", ROOT / "bench" / "bdrate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bdrate = _load_bdrate()
 RATES = [0.12, 0.25, 0.5, 0.9, 1.6, 2.4]
 PSNRS = [26.5, 29.0, 31.8, 34.1, 37.0, 39.2]
 

@@ -1,16 +1,11 @@
-"""bench/holdout.py and rd_kodak's --photos: the held-out set really is held out, and is stable."""
+"""bench.holdout and bench.rd's --photos: the held-out set really is held out, and is stable."""
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 
-from .conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "bench"))
-import holdout  # noqa: E402  (bench/ is scripts, not a package)
-import rd_kodak  # noqa: E402
+from bench import holdout, rd
 
 
 def image(i, split="val2017", w=640, h=480):
@@ -44,14 +39,14 @@ def test_training_sources_reads_every_manifest_below(tmp_path):
 
 def test_photos_need_the_classic_encoders_run_here():
     with pytest.raises(SystemExit):
-        rd_kodak.parse_args(["--photos", "somewhere", "--skip-classic"])
-    args = rd_kodak.parse_args(["--photos", "somewhere"])
+        rd.parse_args(["--photos", "somewhere", "--skip-classic"])
+    args = rd.parse_args(["--photos", "somewhere"])
     assert args.published == ""                                     # Kodak's published curves do not apply
 
 
 def test_an_empty_photo_folder_is_a_clear_error(tmp_path):
-    with pytest.raises(SystemExit, match="bench/holdout.py"):
-        rd_kodak.photo_files(tmp_path, None)
+    with pytest.raises(SystemExit, match="python -m bench.holdout"):
+        rd.photo_files(tmp_path, None)
 
 
 def earlier_result(tmp_path, names, classic=True):
@@ -67,19 +62,19 @@ def earlier_result(tmp_path, names, classic=True):
 
 def test_classic_from_reuses_only_the_classic_curves_of_the_same_images(tmp_path):
     path = earlier_result(tmp_path, ["a.png", "b.png"])
-    curves, rows, meta = rd_kodak.earlier_classic(path, ["a.png", "b.png"])
+    curves, rows, meta = rd.earlier_classic(path, ["a.png", "b.png"])
     assert list(curves) == list(rows) == ["jpeg"]                   # ssic is measured again, never reused
     assert meta["tool_versions"] == {"libjpeg-turbo-progs": "2.1.5"}
     with pytest.raises(SystemExit, match="other images"):
-        rd_kodak.earlier_classic(path, ["a.png"])
+        rd.earlier_classic(path, ["a.png"])
     with pytest.raises(SystemExit, match="anchors"):
-        rd_kodak.earlier_classic(earlier_result(tmp_path, ["a.png"], classic=False), ["a.png"])
+        rd.earlier_classic(earlier_result(tmp_path, ["a.png"], classic=False), ["a.png"])
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(SystemExit, match="not a result"):
-        rd_kodak.earlier_classic(tmp_path / "bad.json", ["a.png"])
+        rd.earlier_classic(tmp_path / "bad.json", ["a.png"])
 
 
 def test_classic_from_serves_photos_but_not_with_skip_classic():
-    assert rd_kodak.parse_args(["--photos", "somewhere", "--classic-from", "x.json"]).classic_from.name == "x.json"
+    assert rd.parse_args(["--photos", "somewhere", "--classic-from", "x.json"]).classic_from.name == "x.json"
     with pytest.raises(SystemExit):
-        rd_kodak.parse_args(["--classic-from", "x.json", "--skip-classic"])
+        rd.parse_args(["--classic-from", "x.json", "--skip-classic"])

@@ -1,0 +1,1 @@
+"""One-off measurements behind a decision, each recorded in ``research/results/probes/``."""
