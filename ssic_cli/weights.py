@@ -1,34 +1,70 @@
 """Finding, loading, hashing and exporting model weights.
 
-A weights file is ``weights/<model id>-<sha256[:8]>.pt`` holding ``{"model_id", "config",
-"state_dict", "card"}``. The container stores the model id and the first 16 bytes of the
-file's SHA-256, and decoding refuses a file made with other weights.
+A weights file is ``<model id>-<sha256[:8]>.pt`` (its *weights id* plus ``.pt``) holding
+``{"model_id", "config", "state_dict", "card"}``. The container stores the model id and the
+first 16 bytes of the file's SHA-256, and decoding refuses a file made with other weights.
 
-``weights/`` keeps every generation that has shipped: encoding uses ``DEFAULT_WEIGHTS``, and
-decoding, unless told otherwise, loads the weights the file names, so files made by an earlier
-release still decode after the default moves on.
+Released weights are listed in ``weights_data/manifest.json`` (package data): id -> SHA-256,
+model, a short card, and where the file is: ``"package"`` (shipped in ``weights_data/``, as the
+default is) or, for a retired set, the release source tree that holds it. A release edits that
+data (the file plus one entry, and ``"default"``), never this module. Retired weights are not
+installed, but their model configs stay in the code: a file made with them decodes once the user
+supplies them (``--weights``, ``$SSIC_WEIGHTS``, or the file dropped into a weights folder).
 """
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
+import io
 import json
 import os
+import re
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .errors import SsicError
+from .atomic import write_bytes
+from .errors import SsicError, WeightsMissingError
 from .model import MODEL_CONFIGS, SSICModel
 from .model.ssic import config_dict
 
 WEIGHTS_ENV = "SSIC_WEIGHTS"
-DEFAULT_DIR = Path(__file__).resolve().parents[1] / "weights"
+PACKAGE_DIR = Path(__file__).resolve().parent / "weights_data"   # the weights inside the package (wheel)
+MANIFEST = PACKAGE_DIR / "manifest.json"
 HASH_BYTES = 16
-# What ``ssic encode`` uses. Older shipped weights stay beside it so their files keep decoding.
-DEFAULT_WEIGHTS = "ssic-convhaar-783eaa21.pt"
+
+
+def user_weights_dir() -> Path:
+    """Where a user drops weights this install lacks (retired ones): ``$XDG_DATA_HOME/ssic/weights``."""
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "ssic" / "weights"
+
+
+def weights_dirs() -> list[Path]:
+    """Folders searched for the weights a file names: the package's, the user's, and in a source
+    checkout its top-level ``weights/`` (where ``git show v0.5.0:weights/<id>.pt`` can put one)."""
+    dirs = [PACKAGE_DIR, user_weights_dir()]
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "pyproject.toml").is_file():
+        dirs.append(checkout / "weights")
+    return dirs
+
+
+@functools.cache
+def manifest() -> dict:
+    """The released weights: ``{"format", "default": id, "weights": {id: entry}}``."""
+    try:
+        return json.loads(MANIFEST.read_text())
+    except (OSError, ValueError) as exc:
+        raise SsicError(f"the weights manifest {MANIFEST} is missing or unreadable ({exc.__class__.__name__}); "
+                        f"reinstall ssic") from None
+
+
+def default_weights_id() -> str:
+    """The weights ``ssic encode`` uses (the manifest's ``default``)."""
+    return manifest()["default"]
 
 
 @dataclass
@@ -48,25 +84,62 @@ def file_hash(path: Path) -> bytes:
     return h.digest()
 
 
+def weights_id(model_id: str, weights_hash: bytes) -> str:
+    return f"{model_id}-{weights_hash.hex()[:8]}"
+
+
 def default_weights_path() -> Path:
     """The weights to encode with: ``$SSIC_WEIGHTS`` if set, else the shipped default."""
     env = os.environ.get(WEIGHTS_ENV)
     if env:
         return Path(env)
-    path = DEFAULT_DIR / DEFAULT_WEIGHTS
+    path = PACKAGE_DIR / f"{default_weights_id()}.pt"
     if not path.is_file():
         raise SsicError(f"shipped weights {path} are missing; pass --weights or set {WEIGHTS_ENV}")
     return path
 
 
+# What a model id may look like ("ssic-convhaar"): one plain file-name part.
+_MODEL_ID = re.compile(r"[a-z0-9][a-z0-9_.+-]{0,47}", re.IGNORECASE)
+
+
+def find_weights(wid: str) -> "Path | None":
+    """The installed (or user-supplied) file of weights ``wid``, if any weights folder holds it."""
+    for folder in weights_dirs():
+        path = folder / f"{wid}.pt"
+        if path.is_file():
+            return path
+    return None
+
+
 def weights_for_file(model_id: str, weights_hash: bytes, chosen=None) -> "Path | LoadedModel | None":
-    """The weights to decode a file with: those the caller chose (argument or ``$SSIC_WEIGHTS``),
-    else the shipped weights the file names if this install has them, else the default (which
-    the caller's hash check then refuses with a message naming both)."""
+    """The weights to decode a file with: those the caller chose (argument or ``$SSIC_WEIGHTS``;
+    ``None`` means the latter, which the caller's hash check then holds to the file), else the
+    weights the file names from a weights folder. Raises ``WeightsMissingError`` (one line naming
+    the weights and where to get them) when no folder holds them."""
     if chosen is not None or os.environ.get(WEIGHTS_ENV):
         return chosen
-    named = DEFAULT_DIR / f"{model_id}-{weights_hash.hex()[:8]}.pt"
-    return named if named.is_file() else None
+    if not _MODEL_ID.fullmatch(model_id):
+        # The id is joined into paths below: an id such as "../../x" must not reach a folder
+        # outside the weights folders, nor tell whoever forged it whether a file exists there.
+        raise WeightsMissingError(f"file names weights {model_id!r}, which is not a name ssic gives weights")
+    wid = weights_id(model_id, weights_hash)
+    found = find_weights(wid)
+    if found is not None:
+        return found
+    raise WeightsMissingError(missing_weights_message(wid))
+
+
+def missing_weights_message(wid: str) -> str:
+    entry = manifest()["weights"].get(wid)
+    if entry is None:
+        where = "they are not weights ssic released: ask whoever made the file for them"
+    elif entry["source"] == "package":
+        where = "they should ship with ssic: reinstall it"
+    else:
+        where = f"retired weights: get them from the {entry['source']}"
+    return (f"file was made with weights {wid}, which this install lacks ({where}); pass them with --weights FILE, "
+            f"set ${WEIGHTS_ENV}, or put {wid}.pt in {user_weights_dir()}")
 
 
 _CACHE: dict[Path, LoadedModel] = {}
@@ -142,11 +215,11 @@ def export_weights(model: SSICModel, model_id: str, out_dir: Path, card: dict) -
             "state_dict": {k: _storage_dtype(k, v.detach().cpu()) for k, v in model.state_dict().items()},
             "card": card}
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / f".{model_id}.tmp"
-    torch.save(blob, tmp)
-    digest = file_hash(tmp).hex()[:8]
-    final = out_dir / f"{model_id}-{digest}.pt"
-    os.replace(tmp, final)
+    buffer = io.BytesIO()                 # the name is the content's hash: serialise first
+    torch.save(blob, buffer)
+    data = buffer.getvalue()
+    final = out_dir / f"{model_id}-{hashlib.sha256(data).hexdigest()[:8]}.pt"
+    write_bytes(final, data)
     return final
 
 
