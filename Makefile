@@ -12,10 +12,11 @@ OUT    := build
 help:
 	@echo "make install      create $(VENV) and install ssic with its test and detector extras"
 	@echo "make demo         install, then encode / inspect / decode examples/kodim23.png into $(OUT)/"
-	@echo "make test         install, then run the test suite"
+	@echo "make test         install, then run the fast tests (the slow marker deselected)"
+	@echo "make test-all     install, then run every test, the slow ones too"
 	@echo "make bench-speed  encode/decode/partial-decode timings and peak memory (prints a table)"
 	@echo "make bench-rd     Kodak rate-distortion of the shipped weights (real bitstreams)"
-	@echo "make bench-rd-holdout  the same on 24 held-out COCO val2017 photos (bench/holdout.py)"
+	@echo "make bench-rd-holdout  the same on 24 held-out COCO val2017 photos (python -m bench.holdout)"
 	@echo "make bench-roi    COCO region-of-interest, boundary, downstream-AP and partial-decode benchmark"
 	@echo "make fuzz         10 000 damaged/forged .ssb files through read + decode; counts by outcome"
 
@@ -40,27 +41,27 @@ test: install
 	$(BIN)/python -m pytest -q
 
 test-all: install
-	$(BIN)/python -m pytest -q -m "slow or not slow"
+	$(BIN)/python -m pytest -q -m ""
 
 bench-speed: install
-	$(BIN)/python bench/speed.py --out bench/results/speed.json
+	$(BIN)/python -m bench.speed --out bench/results/speed.json
 
 bench-rd: install bench/setup.sh
 	sh bench/setup.sh
-	$(BIN)/python bench/rd_kodak.py --out bench/results/rd_kodak.json
+	$(BIN)/python -m bench.rd --out bench/results/rd_kodak.json
 
 bench-rd-holdout: install bench/setup.sh
 	sh bench/setup.sh
-	$(BIN)/python bench/holdout.py --out runs/holdout
-	$(BIN)/python bench/rd_kodak.py --photos runs/holdout --out bench/results/rd_holdout.json
+	$(BIN)/python -m bench.holdout --out runs/holdout
+	$(BIN)/python -m bench.rd --photos runs/holdout --out bench/results/rd_holdout.json
 
 bench-roi: install bench/setup.sh
 	sh bench/setup.sh
 	$(BIN)/pip install -q -e '.[bench]'
-	$(BIN)/python bench/roi_coco.py --out bench/results/roi_coco.json
+	$(BIN)/python -m bench.roi --out bench/results/roi_coco.json
 
 fuzz: install
-	$(BIN)/python bench/fuzz.py --cases 10000 --out bench/results/fuzz.json
+	$(BIN)/python -m bench.fuzz --cases 10000 --out bench/results/fuzz.json
 
 clean:
 	rm -rf $(OUT) .pytest_cache

@@ -20,6 +20,7 @@ import click
 
 from . import __version__
 from .errors import SsicError
+from .limits import QUALITY_MAX, QUALITY_MIN
 
 EXIT_USAGE, EXIT_DATA, EXIT_INTERNAL, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 1, 2, 3, 4, 130
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -64,8 +65,21 @@ def cli():
     """
 
 
+_GROUP_OPTIONS = ("mask_path", "names_path", "boxes_path", "coco_path", "detector", "detector_weights", "block_size",
+                  "coverage", "group_by", "classes", "priority_classes", "min_score", "max_groups")
+
+
 def group_options(fn):
-    """The options that choose the groups (shared by ``encode`` and ``mask``)."""
+    """The options that choose the groups (shared by ``encode`` and ``mask``), handed to the
+    command as two values: ``sources`` (a ``detect.RegionSources``) and ``policy`` (a
+    ``mask.GroupPolicy``). Ranges and defaults are the policy's own."""
+    from . import mask as m
+
+    @functools.wraps(fn)
+    def command(*args, **kwargs):
+        kwargs["sources"], kwargs["policy"] = _grouping(**{k: kwargs.pop(k) for k in _GROUP_OPTIONS})
+        return fn(*args, **kwargs)
+
     for opt in reversed([
         click.option("--mask", "mask_path", type=click.Path(path_type=Path), help="PNG label map, one group id per pixel."),
         click.option("--names", "names_path", type=click.Path(path_type=Path),
@@ -74,31 +88,34 @@ def group_options(fn):
         click.option("--coco", "coco_path", type=click.Path(path_type=Path),
                      help="COCO instances.json; the image is found by file name."),
         click.option("--detector", shell_complete=_complete_detectors,
-                     help="Detector plugin (see `ssic detectors`). Default: yolo if its weights are found, "
-                     "else the best weight-free detector; `none` = one group."),
+                     help="Detector plugin (list them with: ssic detectors). Default: yolo (its weights found here, "
+                     "or downloaded once where there is a network), else the best weight-free detector; "
+                     "'none' = one group."),
         click.option("--detector-weights", type=click.Path(path_type=Path),
                      help="Weights for the detector (a YOLO .pt/.tflite; or set SSIC_YOLO_WEIGHTS)."),
-        click.option("-b", "--block-size", type=click.Choice(["16", "32", "64"]), default="16", show_default=True,  # mask.DEFAULT_BLOCK_SIZE
-                     help="Block size of the group mask in pixels."),
-        click.option("--coverage", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
-                     help="A block joins a region's group when the region covers more than this fraction of it. "
-                     "0 = any overlap: no region pixel is ever left outside its group, at the cost of some "
-                     "background pixels coded with it; higher values save bits but may cut object edges."),
-        click.option("--group-by", type=click.Choice(["class", "instance"]), default="class", show_default=True,
+        click.option("-b", "--block-size", type=click.Choice([str(b) for b in m.BLOCK_SIZES]),
+                     default=str(m.DEFAULT_BLOCK_SIZE), show_default=True, help="Block size of the group mask in pixels."),
+        click.option("--coverage", type=click.FloatRange(*m.COVERAGE_RANGE), default=m.GroupPolicy.coverage,
+                     show_default=True,
+                     help="A block joins a region's group when the region covers more than this fraction of it: "
+                     "0 = any overlap (some background is coded with each object); higher values save bits but "
+                     "may cut object edges. Which group wins a block several objects share: see --priority."),
+        click.option("--group-by", type=click.Choice(m.GROUP_BY), default=m.GroupPolicy.group_by, show_default=True,
                      help="One group per class (overlapping objects merged) or per instance (person, person#2, …)."),
         click.option("--classes", help="Keep only these classes, comma-separated (e.g. person,car); they also "
                      "get priority (see --priority)."),
-        click.option("--priority", "priority_classes",
-                     help="Classes whose group takes every block any of their pixels touches and wins every "
-                     "overlap (comma-separated): `extract --groups CLASS` then carries all of it. Sealed and "
-                     "scrambled classes always get priority."),
-        click.option("--min-score", type=click.FloatRange(0.0, 1.0), default=0.25, show_default=True,
-                     help="Minimum detection score."),
-        click.option("--max-groups", type=click.IntRange(1, 255), default=32, show_default=True,
-                     help="Cap on the number of groups."),
+        click.option("--priority", "priority_classes", default=",".join(m.DEFAULT_PRIORITY), show_default=True,
+                     help="Classes whose group takes every block any of their pixels touches and wins the blocks "
+                     "it shares with other objects, the first listed first (comma-separated; 'none' for no "
+                     "priority): 'extract --groups person' then carries every person pixel. Sealed and scrambled "
+                     "classes always come first."),
+        click.option("--min-score", type=click.FloatRange(*m.MIN_SCORE_RANGE), default=m.DEFAULT_MIN_SCORE,
+                     show_default=True, help="Minimum detection score."),
+        click.option("--max-groups", type=click.IntRange(1, m.MAX_GROUPS), default=m.DEFAULT_MAX_GROUPS,
+                     show_default=True, help="Cap on the number of groups."),
     ]):
-        fn = opt(fn)
-    return fn
+        command = opt(command)
+    return command
 
 
 def _complete_detectors(ctx, param, incomplete):
@@ -106,13 +123,21 @@ def _complete_detectors(ctx, param, incomplete):
     return [n for n in ["none", *detector_names()] if n.startswith(incomplete)]
 
 
-def _policy(mask_path, names_path, boxes_path, coco_path, detector, detector_weights, block_size, coverage,
-            group_by, classes, priority_classes, min_score, max_groups) -> dict:
+def _grouping(mask_path, names_path, boxes_path, coco_path, detector, detector_weights, block_size, coverage,
+              group_by, classes, priority_classes, min_score, max_groups):
+    """The group options as (RegionSources, GroupPolicy); bad values are usage errors."""
+    from .detect import RegionSources
+    from .mask import GroupPolicy
     wanted = _split_names((classes,)) if classes else None
-    return dict(detector=detector, mask_path=mask_path, names_path=names_path, boxes_path=boxes_path,
-                coco_path=coco_path, weights=detector_weights, block_size=int(block_size), coverage=coverage,
-                group_by=group_by, classes=wanted, min_score=min_score, max_groups=max_groups,
-                priority=set(wanted or ()) | set(_split_names((priority_classes,)) if priority_classes else ()))
+    priority = [n for n in _split_names((priority_classes or "",)) if n.lower() != "none"]
+    sources = RegionSources(detector=detector, weights=detector_weights, mask_path=mask_path, names_path=names_path,
+                            boxes_path=boxes_path, coco_path=coco_path)
+    try:
+        policy = GroupPolicy(block_size=int(block_size), coverage=coverage, group_by=group_by, classes=wanted,
+                             min_score=min_score, max_groups=max_groups, priority=(*priority, *(wanted or ())))
+    except SsicError as exc:
+        raise click.UsageError(str(exc)) from None
+    return sources, policy
 
 
 # ----- encode ----------------------------------------------------------------------------------
@@ -133,7 +158,7 @@ Examples:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Output .ssb (one input).")
 @click.option("-d", "--out-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Output directory for batch mode (<name>.ssb per input).")
-@click.option("-q", "--quality", type=click.FloatRange(1.0, 8.0), default=4.0, show_default=True,
+@click.option("-q", "--quality", type=click.FloatRange(QUALITY_MIN, QUALITY_MAX), default=4.0, show_default=True,
               help="Quality, 1 (small) .. 8 (best), fractions allowed.")
 @group_options
 @click.option("--seal", "seal_specs", multiple=True, metavar="GROUPS[:KEYFILE]",
@@ -156,10 +181,9 @@ Examples:
               help="Worker processes for a batch (one torch thread each).")
 @click.option("--quiet", is_flag=True, help="Print nothing but errors.")
 @click.option("-v", "--verbose", is_flag=True, help="Say more about each file.")
-def encode(inputs, output, out_dir, quality, mask_path, names_path, boxes_path, coco_path, detector,
-           detector_weights, block_size, coverage, group_by, classes, priority_classes, min_score, max_groups, seal_specs,
-           scramble_specs, key_file, passphrase_env, tile_size, effort, weights, jobs, quiet, verbose):
-    """Compress images into .ssb files (``-``: standard input / output)."""
+def encode(inputs, output, out_dir, quality, sources, policy, seal_specs, scramble_specs, key_file, passphrase_env,
+           tile_size, effort, weights, jobs, quiet, verbose):
+    """Compress images into .ssb files (- for standard input / output)."""
     rep = Reporter(quiet, verbose)
     if tile_size is not None:
         from .tiles import check_tile_size
@@ -168,14 +192,14 @@ def encode(inputs, output, out_dir, quality, mask_path, names_path, boxes_path, 
         except SsicError as exc:
             raise click.BadParameter(str(exc), param_hint="--tile") from None
     plan = _plan_outputs(inputs, output, out_dir, ".ssb")
-    policy = _policy(mask_path, names_path, boxes_path, coco_path, detector, detector_weights, block_size, coverage,
-                     group_by, classes, priority_classes, min_score, max_groups)
     protect = {"seal": _protection_keys(seal_specs, key_file, passphrase_env, "--seal"),
                "scramble": _protection_keys(scramble_specs, key_file, passphrase_env, "--scramble")}
-    # What is sealed or scrambled claims every block its pixels touch (see mask.regions_to_group_mask).
-    policy["priority"] |= {name.split("#")[0] for kind in protect.values() for name in kind}
-    work = functools.partial(_encode_one, quality=quality, policy=policy, weights=weights, rep=rep, protect=protect,
-                             tile_size=tile_size, effort=effort)
+    # What is sealed or scrambled claims every block its pixels touch and wins every shared block
+    # (see mask.regions_to_group_mask), so none of its pixels is coded in the clear elsewhere.
+    policy = policy.first(*(name.split("#")[0] for kind in protect.values() for name in kind))
+    sources = _choose_detector(sources, policy, rep)
+    work = functools.partial(_encode_one, quality=quality, grouping=(sources, policy), weights=weights, rep=rep,
+                             protect=protect, tile_size=tile_size, effort=effort, detail=len(plan) == 1)
     _exit_for(_run_batch(plan, work, rep, jobs), allow_missing=True)
 
 
@@ -212,14 +236,14 @@ def _protection_keys(specs: tuple[str, ...], key_file, passphrase_env, option: s
     return out
 
 
-def _encode_one(src: Path, dst: Path, quality: float, policy: dict, weights, rep: Reporter,
-                protect: dict | None = None, tile_size: int | None = None, effort: int = 0) -> int:
+def _encode_one(src: Path, dst: Path, quality: float, grouping: tuple, weights, rep: Reporter,
+                protect: dict | None = None, tile_size: int | None = None, effort: int = 0, detail: bool = True) -> int:
     from . import codec
     from .imageio import load_image, write_bytes_atomic
     img = load_image(src)
     if img.note:
         rep.debug(f"{src}: {img.note}")
-    gm = _group_mask(img.rgb, src, policy, rep)
+    gm = _group_mask(img.rgb, src, *grouping, log=rep.info if detail else rep.debug)
     protect = protect or {}
     data = codec.encode(img.rgb, gm, quality, channels=img.channels, weights=weights,
                         seal=protect.get("seal"), scramble=protect.get("scramble"), tile_size=tile_size,
@@ -230,13 +254,21 @@ def _encode_one(src: Path, dst: Path, quality: float, policy: dict, weights, rep
     return 0
 
 
-def _group_mask(rgb, src: Path, policy: dict, rep: Reporter):
+def _choose_detector(sources, policy, rep: Reporter):
+    """Pick the default detector once per run (one notice, one first-use download), not per file."""
+    if not sources.uses_default:
+        return sources
+    from .detect import choose_detector
+    return choose_detector(sources, min_score=policy.min_score, block_size=policy.block_size, log=rep.info)
+
+
+def _group_mask(rgb, src: Path, sources, policy, log):
     from .mask import single_group
-    if policy["detector"] == "none" and not any(policy[k] for k in ("mask_path", "boxes_path", "coco_path")):
+    if sources.detector == "none" and not any((sources.mask_path, sources.boxes_path, sources.coco_path)):
         h, w = rgb.shape[:2]
-        return single_group(w, h, policy["block_size"])
+        return single_group(w, h, policy.block_size)
     from .detect import build_group_mask
-    return build_group_mask(rgb, image_name=src.name, log=rep.info, **policy)
+    return build_group_mask(rgb, sources, policy, image_name=src.name, log=lambda msg: log(f"{src}: {msg}"))
 
 
 def _plan_outputs(inputs, output, out_dir, suffix: str) -> list[tuple[Path, Path]]:
@@ -459,12 +491,11 @@ def extract(input, groups, output, verbose):
 
 
 def _open_ssb(input: str):
-    """A parsed .ssb from a local path or an http(s) URL (header only; sections on demand)."""
+    """A parsed .ssb (header only; sections on demand) from a path, an http(s) URL or - (stdin):
+    a pipe or device is read only as far as the file's own header says it goes."""
     from . import container
-    from .remote import is_url
-    if is_url(input):
-        return container.read_ssb(input)
-    return container.read_ssb(_read(input))
+    from .imageio import is_stdio
+    return container.read_ssb(sys.stdin.buffer if is_stdio(input) else input)
 
 
 def _report_transfer(ssb, rep: Reporter) -> None:
@@ -472,22 +503,6 @@ def _report_transfer(ssb, rep: Reporter) -> None:
     if t:
         rep.debug(f"fetched {t['fetched_bytes']} of {t['file_bytes']} bytes "
                   f"({100 * t['fetched_bytes'] / max(1, t['file_bytes']):.1f} %) in {t['requests']} request(s)")
-
-
-def _read(path) -> bytes:
-    """A local file's bytes, or standard input for ``-``."""
-    from .imageio import is_stdio, read_stdin
-    if is_stdio(path):
-        return read_stdin()
-    path = Path(path)
-    try:
-        if path.is_dir():
-            raise SsicError(f"{path} is a directory")
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise SsicError(f"{path}: no such file") from None
-    except PermissionError:
-        raise SsicError(f"{path}: permission denied") from None
 
 
 def _refuse_same(src, dst: Path) -> None:
@@ -501,7 +516,7 @@ def _refuse_same(src, dst: Path) -> None:
 # ----- pre-analysis: mask / detectors -----------------------------------------------------------
 @cli.command("mask", context_settings=CONTEXT, epilog="""\b
 Examples:
-  ssic mask photo.jpg -o overlay.png                       # what `ssic encode` would group
+  ssic mask photo.jpg -o overlay.png                       # what ssic encode would group
   ssic mask photo.jpg -o overlay.png --detector saliency --block-size 16
   ssic mask photo.jpg -o overlay.png --mask labels.png --names names.json --json
 """)
@@ -511,17 +526,14 @@ Examples:
 @group_options
 @click.option("--json", "as_json", is_flag=True, help="Also print the groups (name, class, blocks) as JSON on stdout.")
 @click.option("--quiet", is_flag=True, help="Print nothing but errors.")
-def mask_cmd(input, output, mask_path, names_path, boxes_path, coco_path, detector, detector_weights, block_size,
-             coverage, group_by, classes, priority_classes, min_score, max_groups, as_json, quiet):
+def mask_cmd(input, output, sources, policy, as_json, quiet):
     """Show the groups an image would be split into, before encoding it."""
     from .imageio import load_image, save_image
     from .overlay import render_overlay
     rep = Reporter(quiet)
     _refuse_same(input, output)
     img = load_image(input)
-    gm = _group_mask(img.rgb, input, _policy(mask_path, names_path, boxes_path, coco_path, detector, detector_weights,
-                                             block_size, coverage, group_by, classes, priority_classes, min_score,
-                                             max_groups), rep)
+    gm = _group_mask(img.rgb, input, _choose_detector(sources, policy, rep), policy, rep.info)
     save_image(render_overlay(img.rgb, gm), output, _output_format(output))
     if as_json:
         click.echo(json.dumps({"block_size": gm.block_size, "groups": [
@@ -582,8 +594,8 @@ Examples:
 @click.option("--eval-minutes", type=float, default=30.0, show_default=True)
 @click.option("--log-every", type=click.IntRange(1), default=50, show_default=True, help="Steps between log records.")
 @click.option("--init", type=click.Path(dir_okay=False, path_type=Path),
-              help="Start a new run from a weights file (e.g. weights/ssic-convhaar-*.pt) of --model, or of an "
-                   "architecture with exactly its parameters (ssic-tiny2p weights can start ssic-tinyhaar); "
+              help="Start a new run from a weights file (the shipped one: ssic_cli/weights_data/*.pt) of --model, or of an "
+                   "architecture with exactly its parameters; "
                    "ignored when --out has a checkpoint.")
 @click.option("--threads", type=int, default=0, help="torch threads (0: default).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
@@ -629,38 +641,6 @@ def train(data, out, model_id, crop, batch, lr, warmup_steps, lr_drops, max_step
                      rate_proxy=rate_proxy, quality_balance=quality_balance, progress=not quiet))
 
 
-@cli.command(context_settings=CONTEXT, epilog="""\b
-Examples:
-  ssic tune --init old.pt --data ~/photos --out runs/port --hours 1.5   # resumes if runs/port/last.pt exists
-  ssic tune --init old.pt --out runs/port --export weights/             # freeze last.pt into a weights file
-""")
-@click.option("--init", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Weights whose transforms (g_a, g_s, h_a, hyper prior, gains) are kept and frozen.")
-@click.option("--data", type=click.Path(file_okay=False, path_type=Path), help="Folder of training images (recursive).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run folder (checkpoint, log.jsonl).")
-@click.option("--hours", type=float, default=1.0, show_default=True,
-              help="Wall-clock budget of the whole run (the last 15 % at lr × 0.1).")
-@click.option("--batch", type=click.IntRange(1, 1024), default=32, show_default=True)
-@click.option("--lr", type=float, default=5e-4, show_default=True)
-@click.option("--variants", type=click.IntRange(1, 16), default=2, show_default=True,
-              help="Augmented copies (flip, rotation, group mask) of every training crop.")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Seeds initial weights, crops, masks, qualities and noise (a resumed run restores its own state).")
-@click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Instead of training: write the run's weights into this folder.")
-def tune(init, data, out, hours, batch, lr, variants, seed, export_dir):
-    """Fine-tune only the entropy-parameter path, transforms frozen (porting trained weights
-    onto the integer-exact parameter path)."""
-    from .tune import TuneOptions, export, run
-    if export_dir:
-        click.echo(export(out / "last.pt", export_dir))
-        return
-    if data is None:
-        raise click.UsageError("--data is required to tune")
-    run(TuneOptions(init=init, data=data, out=out, max_hours=hours, batch=batch, lr=lr, variants=variants, seed=seed))
-
-
-# ----- entry point -----------------------------------------------------------------------------
 def main(argv=None) -> int:
     """Run the CLI with ssic's exit codes (Click's defaults differ: usage errors are 2 there)."""
     if not os.environ.get("SSIC_DEBUG"):

@@ -1,4 +1,5 @@
-"""encode / decode / extract / inspect: the public API the CLI and the tests use.
+"""encode / decode: validation, budgets, tiles, protection and composition around the model's
+per-group coding contract (``SSICModel.compress_group`` / ``decompress_group``).
 
 Decoding works group by group, each on the smallest crop of the canvas that holds it, aligned
 to the model's window grid (128 px). A group's pixels are a function of its own section and
@@ -26,13 +27,12 @@ from PIL import Image
 import struct
 
 from . import container, crypto, tiles
-from .coding import SectionDecoder, SectionEncoder
 from .errors import FormatError, SsicError, UndecodableError, WeightsMismatchError
 from .imageio import default_max_pixels
 from .mask import GroupMask
 from .model import entropy as em
 from .model.layers import PAD_KEY
-from .model.transforms import keys_at_scale, touched
+from .model.transforms import keys_at_scale
 from .refine import refine_group
 from .weights import LoadedModel, load_weights, weights_for_file
 
@@ -46,14 +46,24 @@ BACKGROUNDS = {"transparent": None, "gray": 128, "black": 0, "white": 255}
 MAX_TILE_PIXELS = 25_000_000
 
 
+# Every model pads the image to a grid of at most this many pixels (its ``alignment``), and the
+# decoder holds whole-canvas buffers: the budget counts the padded canvas, or a 1,000,000 × 1
+# image (a 473-byte file) would ask for 128 MP of buffers.
+CANVAS_GRID = 128
+
+
 def check_pixel_budget(width: int, height: int, max_pixels: Optional[int], tile_size: int = 0) -> None:
-    """Refuse work that would not fit in memory, before any allocation (see imageio)."""
+    """Refuse work that would not fit in memory, before any allocation (see imageio): the image
+    padded to the model's grid must fit the pixel budget, and each tile the tile limit."""
     limit = default_max_pixels() if max_pixels is None else max_pixels
-    pixels = width * height
-    tile_pixels = min(pixels, tile_size * tile_size) if tile_size else pixels
+    g = CANVAS_GRID
+    padded_w, padded_h = -(-width // g) * g, -(-height // g) * g
+    pixels = padded_w * padded_h
+    tile_pixels = min(padded_w, tile_size) * min(padded_h, tile_size) if tile_size else pixels
     need = 1.0 + 0.4 * tile_pixels / 1e6 + 20 * pixels / 1e9
     if pixels > limit:
-        raise SsicError(f"image is {width}×{height} = {pixels / 1e6:.1f} MP, over the limit of "
+        padding = "" if (padded_w, padded_h) == (width, height) else f", padded to {padded_w}×{padded_h}"
+        raise SsicError(f"image is {width}×{height}{padding} = {pixels / 1e6:.1f} MP, over the limit of "
                         f"{limit / 1e6:g} MP (~{need:.0f} GB of memory would be needed); raise it with SSIC_MAX_PIXELS")
     if tile_pixels > MAX_TILE_PIXELS:
         raise SsicError(f"image is {width}×{height} coded {'in tiles of ' + str(tile_size) if tile_size else 'untiled'}: "
@@ -91,6 +101,8 @@ class Canvas:
     def group_crop(self, ids: np.ndarray, group: int) -> tuple[int, int, int, int]:
         """(y0, x0, y1, x1) in canvas pixels: the group's blocks, widened to the crop grid."""
         rows, cols = np.nonzero(ids == group)
+        if not rows.size:
+            raise FormatError("the block mask gives this group no blocks")
         b, a = self.block_size, self.crop_align or self.align
         hc, wc = self.size
         y0 = rows.min() * b // a * a
@@ -102,6 +114,7 @@ class Canvas:
 
 def model_canvas(lm: LoadedModel, width: int, height: int, block_size: int) -> Canvas:
     c = lm.model.config
+    assert CANVAS_GRID % c.alignment == 0, "check_pixel_budget counts padding to CANVAS_GRID"
     return Canvas(width, height, block_size, c.alignment, c.crop_alignment)
 
 
@@ -115,64 +128,6 @@ def _pad_image(rgb: np.ndarray, canvas: Canvas, grid: tuple[int, int]) -> torch.
     hc, wc = canvas.size
     padded = np.pad(padded, ((0, hc - hb), (0, wc - wb), (0, 0)))
     return torch.from_numpy(padded).float().div_(255.0)[None]
-
-
-# ----- hyper-latent tables --------------------------------------------------------------------
-@dataclass
-class HyperTables:
-    """Per-channel categorical tables of ẑ from the entropy bottleneck's integer CDFs."""
-
-    medians: np.ndarray           # (Z,) float32
-    offsets: np.ndarray           # (Z,) int
-    pmfs: list[np.ndarray]        # per channel, float64 probabilities of symbols 0..L-1
-
-    @classmethod
-    def from_model(cls, lm: LoadedModel) -> "HyperTables":
-        eb = lm.model.entropy_bottleneck
-        cdf, lengths = eb._quantized_cdf.numpy(), eb._cdf_length.numpy()
-        # The last entry of each table is compressai's overflow bin; ssic clips instead.
-        pmfs = [np.diff(cdf[c, : lengths[c]]).astype(np.float64)[:-1] for c in range(cdf.shape[0])]
-        return cls(eb.quantiles[:, 0, 1].detach().float().numpy(), eb._offset.numpy().astype(np.int64), pmfs)
-
-
-_TABLES: dict[int, HyperTables] = {}
-
-
-def _tables(lm: LoadedModel) -> HyperTables:
-    key = id(lm.model)
-    if key not in _TABLES:
-        _TABLES[key] = HyperTables.from_model(lm)
-    return _TABLES[key]
-
-
-# ----- the per-group coding core (shared by encoder and decoder) ------------------------------
-def _latent_slices(lm: LoadedModel, hyper: torch.Tensor, in_g: torch.Tensor, gains: em.FixedGains,
-                   take_symbols: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """Run ChARM over the slices of one group, in integers (identical on every machine);
-    ``take_symbols(i, mu_hat, idx)`` returns the (P, slice) integer symbols at the group's
-    positions (encoder: computes and codes them; decoder: decodes them), ``mu_hat`` in units of
-    1/64 step. Returns ŷ_s (1, h, w, M) as int64 in units of 1/64 step, zero outside the group."""
-    model = lm.model
-    ms = model.config.latent // model.config.slices
-    prev: list[torch.Tensor] = []
-    q64s: list[torch.Tensor] = []
-    mask = in_g.unsqueeze(-1)
-    for i in range(model.config.slices):
-        sl = slice(i * ms, (i + 1) * ms)
-        mu, idx = model.slice_params_exact(i, hyper, prev, gains)
-        symbols = take_symbols(i, mu, idx[in_g])
-        q64 = torch.zeros_like(mu)
-        q64[in_g] = symbols.long() * int(em.MEAN_GRID) + mu[in_g]
-        q64 = q64 + model.lrp_exact(i, hyper, prev, model.unscaled_exact(q64, gains, sl))
-        q64 = q64 * mask
-        q64s.append(q64)
-        prev.append(model.unscaled_exact(q64, gains, sl))
-    return torch.cat(q64s, dim=-1)
-
-
-def _y_hat(q64: torch.Tensor, gains: em.FixedGains) -> torch.Tensor:
-    """ŷ for the pixel path: ŷ_s / gain as float32 (units of 1/64 step -> latent units)."""
-    return (q64.double() / em.MEAN_GRID / gains.real().double()).float()
 
 
 # ----- encode ----------------------------------------------------------------------------------
@@ -293,49 +248,27 @@ def _encode_tiles(lm, rgb, ids, canvas: Canvas, quality: float, num_groups: int,
 def _encode_sections(lm, rgb, ids, canvas: Canvas, quality: float, num_groups: int,
                      perm_keys: Optional[dict[int, bytes]] = None, tag: bytes = b"",
                      effort: int = 0) -> list[Optional[bytes]]:
-    """One rANS stream per group of one tile; groups in ``perm_keys`` are coded scrambled under
-    their key (streams named with ``tag``); ``effort`` > 0 refines the latents first."""
-    model, tables = lm.model, _tables(lm)
-    b = canvas.block_size
-    keys = canvas.block_keys(ids)
+    """One section per group of one tile, each coded by the model on the crop its decoder will
+    use; groups in ``perm_keys`` are coded scrambled under their key (streams named with
+    ``tag``); ``effort`` > 0 refines the latents first."""
+    model = lm.model
     x = _pad_image(rgb, canvas, ids.shape)
-    y = model.g_a(x, keys, b).float()
-    keys16 = keys_at_scale(keys, b, 16)
-    feats = model.h_a.features(y, keys16)
+    analysis = model.analyse(x, canvas.block_keys(ids), canvas.block_size)
     gains = model.fixed_gains(quality)
-    y_s = y * gains.real()
     sections: list[Optional[bytes]] = []
     for g in range(num_groups):
         if not (ids == g).any():
             sections.append(None)
             continue
-        y0, x0, y1, x1 = (v // 16 for v in canvas.group_crop(ids, g))
-        in_g_full = keys16 == g
-        z = model.h_a.group_latent(feats, in_g_full).float()[:, y0 // 2:y1 // 2, x0 // 2:x1 // 2]
-        in_g = in_g_full[:, y0:y1, x0:x1]
-        perm_key = (perm_keys or {}).get(g)
-        enc = SectionEncoder()
-        z_int = _code_hyper(tables, z, touched(in_g), enc, perm_key, tag)
-        hyper = model.group_hyper_exact(z_int, in_g)
-        y_crop = y_s[:, y0:y1, x0:x1]
+        box16 = tuple(v // 16 for v in canvas.group_crop(ids, g))
+        y, z, in_g = model.group_latents(analysis, g, box16)
+        z_int = model.quantize_hyper(z, in_g)
+        y_s = y * gains.real()
         if effort:
-            y_crop = _refined(lm, x, ids, canvas, g, y_crop, z_int, quality, gains, effort, rgb.shape[:2])
-        ms = model.config.latent // model.config.slices
-        held: list[torch.Tensor] = []
-
-        def take(i, mu, idx, y_crop=y_crop, in_g=in_g, enc=enc, held=held, perm_key=perm_key):
-            sym = torch.round(y_crop[..., i * ms:(i + 1) * ms][in_g] - mu[in_g].float() / em.MEAN_GRID)
-            sym = sym.clamp(-em.SYMBOL_LIMIT, em.SYMBOL_LIMIT).to(torch.int32)
-            if perm_key is None:
-                enc.add_gaussian(sym.numpy(), idx.numpy())
-            else:
-                held.append(sym)
-            return sym
-
-        _latent_slices(lm, hyper, in_g, gains, take)
-        if perm_key is not None:
-            _code_scrambled_latents(enc, torch.cat(held, dim=1).numpy(), perm_key, tag)
-        sections.append(enc.finish())
+            y_s = _refined(lm, x, ids, canvas, g, y_s, z_int, quality, gains, effort, rgb.shape[:2])
+        perm_key = (perm_keys or {}).get(g)
+        order = crypto.KeyedOrder(perm_key, tag) if perm_key is not None else None
+        sections.append(model.compress_group(y_s, z_int, in_g, gains, order))
     return sections
 
 
@@ -353,97 +286,29 @@ def _refined(lm, x, ids, canvas: Canvas, g: int, y_crop, z_int, quality: float, 
                             steps, shown)
 
 
-def _code_hyper(tables: HyperTables, z: torch.Tensor, where: torch.Tensor, enc: SectionEncoder,
-                perm_key: Optional[bytes] = None, tag: bytes = b"") -> torch.Tensor:
-    """Quantise z at the touched positions, code it, and return ẑ − median as integers (zero
-    elsewhere): what h_s reads. With ``perm_key`` each channel's symbols are coded in a
-    key-shuffled order (the tables are the same at every position, so this costs no bits)."""
-    z_int = torch.zeros(z.shape, dtype=torch.int64)
-    vals = z[where].numpy()                                          # (P, Z)
-    out = np.zeros(vals.shape, np.int64)
-    syms = np.zeros(vals.shape, np.int32)
-    for c, pmf in enumerate(tables.pmfs):
-        sym = np.clip(np.round(vals[:, c] - tables.medians[c]) - tables.offsets[c], 0, len(pmf) - 1).astype(np.int32)
-        syms[:, c] = sym
-        out[:, c] = sym + tables.offsets[c]
-    if perm_key is not None:
-        syms = crypto.scramble_columns(syms, crypto.permutations(perm_key, b"z" + tag, *syms.shape))
-    for c, pmf in enumerate(tables.pmfs):
-        enc.add_categorical(syms[:, c], pmf)
-    z_int[where] = torch.from_numpy(out)
-    return z_int
-
-
-def _decode_hyper(tables: HyperTables, shape, where: torch.Tensor, dec: SectionDecoder,
-                  perm_key: Optional[bytes] = None, tag: bytes = b"") -> torch.Tensor:
-    """ẑ − median (int64) at the touched positions, zero elsewhere; ``perm_key`` undoes a
-    scrambled group's shuffle."""
-    z_int = torch.zeros(shape, dtype=torch.int64)
-    count = int(where.sum())
-    syms = np.zeros((count, len(tables.pmfs)), np.int64)
-    for c, pmf in enumerate(tables.pmfs):
-        syms[:, c] = dec.categorical(count, pmf)
-    if perm_key is not None:
-        syms = crypto.unscramble_columns(syms, crypto.permutations(perm_key, b"z" + tag, *syms.shape))
-    z_int[where] = torch.from_numpy(syms + tables.offsets[None, :])
-    return z_int
-
-
-# ----- scrambled groups ------------------------------------------------------------------------
-# A scrambled group's latent symbols are shuffled, channel by channel, across the group's
-# positions by a keyed Fisher–Yates permutation (paper, supplementary §B), and so is ẑ. Anyone
-# must still be able to parse the stream, so nothing the parse needs may depend on the key:
-# ChARM's scales come from the (hidden) order of earlier slices, so a scrambled group's latents
-# are coded instead with one zero-mean Gaussian per channel, whose scale index leads the chunk.
-# Without the key the decoder reads valid symbols in shuffled order and shows noise; with it,
-# it unshuffles and runs the usual ChARM chain, which restores ŷ exactly. The cost is the
-# hyperprior/ChARM gain on that group's latents (docs/SECURITY.md has measurements).
-def _code_scrambled_latents(enc: SectionEncoder, symbols: np.ndarray, perm_key: bytes, tag: bytes = b"") -> None:
-    """symbols: (P, M) int32 in position order; coded shuffled under ``perm_key``."""
-    coded = crypto.scramble_columns(symbols, crypto.permutations(perm_key, b"y" + tag, *symbols.shape))
-    scales = _channel_scale_indexes(coded)
-    enc.add_categorical(scales, np.ones(len(em.SCALE_TABLE)))
-    enc.add_gaussian(coded, np.broadcast_to(scales, coded.shape))
-
-
-def _decode_scrambled_latents(dec: SectionDecoder, positions: int, channels: int,
-                              perm_key: Optional[bytes], tag: bytes = b"") -> np.ndarray:
-    """(P, M) symbols, in position order with ``perm_key``, else as shuffled."""
-    scales = dec.categorical(channels, np.ones(len(em.SCALE_TABLE)))
-    coded = dec.gaussian(np.broadcast_to(scales, (positions, channels))).reshape(positions, channels)
-    if perm_key is None:
-        return coded
-    return crypto.unscramble_columns(coded, crypto.permutations(perm_key, b"y" + tag, positions, channels))
-
-
-def _channel_scale_indexes(symbols: np.ndarray) -> np.ndarray:
-    """Per channel of (P, M) symbols, the SCALE_TABLE index whose Gaussian codes it in fewest bits."""
-    scales = torch.tensor(em.SCALE_TABLE, dtype=torch.float64)[:, None]
-    best = np.zeros(symbols.shape[1], np.int32)
-    for c in range(symbols.shape[1]):
-        values, counts = np.unique(np.abs(symbols[:, c]), return_counts=True)
-        lik = em.gaussian_likelihood(torch.from_numpy(values.astype(np.float64))[None], scales)
-        best[c] = int((-torch.log2(lik) * torch.from_numpy(counts)).sum(dim=1).argmin())
-    return best
-
-
 # ----- decode ----------------------------------------------------------------------------------
 @dataclass
 class DecodeResult:
     image: Image.Image
     decoded: list[str]
     lost: list[str] = field(default_factory=list)        # damaged sections
-    unavailable: list[str] = field(default_factory=list)  # absent (extracted away) or sealed
+    unavailable: list[str] = field(default_factory=list)  # asked for by name but absent, or sealed
     scrambled: list[str] = field(default_factory=list)    # decoded, but no key unscrambled them
+    absent: list[str] = field(default_factory=list)       # not carried by this file, not asked for
+
+    @property
+    def complete(self) -> bool:
+        """Every wanted group that the file carries was shown as it was encoded."""
+        return not (self.lost or self.unavailable or self.scrambled)
 
 
 def decode(data, groups: Optional[list[str]] = None, *, background: str = "transparent",
            weights=None, keys: Optional[list[crypto.KeyMaterial]] = None,
            warn: Callable[[str], None] = lambda msg: None, max_pixels: Optional[int] = None) -> DecodeResult:
-    """Decode the named groups (all when None) of ``data``: .ssb bytes, a parsed ``SsbFile``,
-    a path, an http(s) URL (only the wanted sections are fetched) or a seekable binary file.
-    Undecoded pixels are transparent (RGBA) or filled with ``background``; a complete decode
-    gives RGB (or L for grayscale sources).
+    """Decode the named groups (all that the file carries when None) of ``data``: .ssb bytes, a
+    parsed ``SsbFile``, a path, an http(s) URL (only the wanted sections are fetched) or a
+    seekable binary file. Undecoded pixels are transparent (RGBA) or filled with
+    ``background``; a decode of every group gives RGB (or L for grayscale sources).
 
     ``keys`` are tried on sealed and scrambled groups: a group opens with the key that protected
     it. A sealed group no key opens is left empty (``unavailable``); a scrambled one is decoded
@@ -453,7 +318,7 @@ def decode(data, groups: Optional[list[str]] = None, *, background: str = "trans
     check_pixel_budget(hdr.width, hdr.height, max_pixels, hdr.tile_size)
     if background not in BACKGROUNDS:
         raise SsicError(f"background must be one of {', '.join(BACKGROUNDS)}")
-    wanted = _select_groups(hdr, groups)
+    wanted = container.select_groups(hdr, groups)
     lm = _matching_weights(hdr, weights)
     ssb.prefetch(wanted)
     canvas = model_canvas(lm, hdr.width, hdr.height, hdr.block_size)
@@ -462,19 +327,25 @@ def decode(data, groups: Optional[list[str]] = None, *, background: str = "trans
     alpha = np.zeros((hc, wc), bool)
     result = DecodeResult(None, [])
     gains = lm.model.fixed_gains(hdr.quality)
-    block_pixels = np.kron(_padded_ids(hdr.block_ids, canvas), np.ones((hdr.block_size,) * 2, np.int16))
     keyring = crypto.Keyring(keys or [])
     for g in wanted:
         name = hdr.groups[g].name
         if not hdr.groups[g].flags & container.FLAG_PRESENT:
-            result.unavailable.append(name)
-            warn(f"group {name!r} is not in this file (extracted away); left empty")
+            # A file from ``extract`` carries only some groups: the others are not wanted unless
+            # the caller named them.
+            if groups is None:
+                result.absent.append(name)
+            else:
+                result.unavailable.append(name)
+                warn(f"group {name!r} is not in this file (extracted away); left empty")
             continue
         try:
+            if not (hdr.block_ids == g).any():           # a forged mask: nothing to draw it on
+                raise FormatError("the block mask gives it no blocks")
             opened = crypto.open_section(hdr, g, ssb.section(g), keyring)
             with torch.inference_mode():     # every tile part first: a group is whole or lost
-                pieces = [_decode_group(lm, view, g, part, gains, opened.scrambled, opened.perm_key)
-                          for view, part in _group_parts(hdr, canvas, g, opened.data)]
+                pieces = [piece for view, part in _group_parts(hdr, canvas, g, opened.data)
+                          for piece in _decode_group(lm, view, g, part, gains, opened.scrambled, opened.perm_key)]
         except crypto.KeyRequiredError as exc:
             result.unavailable.append(name)
             warn(f"{exc}; left empty")
@@ -482,6 +353,10 @@ def decode(data, groups: Optional[list[str]] = None, *, background: str = "trans
         except crypto.WrongKeyError as exc:
             result.unavailable.append(name)
             warn(f"{exc}{_tried(keyring, 'opens')}; left empty")
+            continue
+        except crypto.KdfBudgetError as exc:
+            result.unavailable.append(name)
+            warn(f"group {name!r}: {exc}; left empty")
             continue
         except UndecodableError:
             result.lost.append(name)
@@ -498,10 +373,9 @@ def decode(data, groups: Optional[list[str]] = None, *, background: str = "trans
                 warn(f"wrong key for group {name!r}{_tried(keyring, 'unscrambles')}; it is shown scrambled")
             else:
                 warn(f"group {name!r} is scrambled and no key was given; it is shown scrambled")
-        for crop, (y0, x0, y1, x1) in pieces:
-            sel = block_pixels[y0:y1, x0:x1] == g
-            pixels[y0:y1, x0:x1][sel] = crop[sel]
-            alpha[y0:y1, x0:x1] |= sel
+        for crop, (y0, x0, y1, x1), owned in pieces:
+            pixels[y0:y1, x0:x1][owned] = crop[owned]
+            alpha[y0:y1, x0:x1] |= owned
         result.decoded.append(name)
     result.image = _compose(pixels[: hdr.height, : hdr.width], alpha[: hdr.height, : hdr.width], hdr.channels,
                             background, complete=len(result.decoded) == len(hdr.groups))
@@ -527,7 +401,7 @@ def decode_latents(data: bytes | container.SsbFile, *, weights=None,
             continue
         try:
             opened = crypto.open_section(hdr, g, ssb.section(g), keyring)
-        except (crypto.KeyRequiredError, crypto.WrongKeyError):
+        except (crypto.KeyRequiredError, crypto.WrongKeyError, crypto.KdfBudgetError):
             continue
         with torch.inference_mode():
             parts = [_decode_group_latents(lm, view, g, part, gains, opened.scrambled, opened.perm_key)[0][0].numpy()
@@ -550,10 +424,6 @@ def _tried(keyring: "crypto.Keyring", verb: str) -> str:
     return "" if len(keyring) == 1 else f" (none of the {len(keyring)} keys given {verb} it)"
 
 
-def _select_groups(hdr: container.SsbHeader, groups: Optional[list[str]]) -> list[int]:
-    return container.select_groups(hdr, groups)
-
-
 def _matching_weights(hdr: container.SsbHeader, weights) -> LoadedModel:
     lm = load_weights(weights_for_file(hdr.model_id, hdr.weights_hash, weights))
     if hdr.model_id != lm.model_id or hdr.weights_hash != lm.weights_hash:
@@ -563,23 +433,47 @@ def _matching_weights(hdr: container.SsbHeader, weights) -> LoadedModel:
     return lm
 
 
-def _padded_ids(ids: np.ndarray, canvas: Canvas) -> np.ndarray:
-    hc, wc = canvas.size
-    b = canvas.block_size
-    out = np.full((hc // b, wc // b), -1, np.int16)
-    out[: ids.shape[0], : ids.shape[1]] = ids
-    return out
-
-
 def _decode_group(lm: LoadedModel, view: TileView, g: int, section: bytes,
                   gains: em.FixedGains, scrambled: bool = False, perm_key: Optional[bytes] = None):
-    """Pixels (h, w, 3) uint8 of the group's crop in one tile and the crop box in canvas pixels.
-    A scrambled section decodes in shuffled order unless ``perm_key`` is given."""
+    """The group's pixels in one tile, as pieces (crop (h, w, 3) uint8, its box in canvas
+    pixels, the (h, w) pixels it owns): one per connected part of the group. A scrambled
+    section decodes in shuffled order unless ``perm_key`` is given.
+
+    The entropy decode runs once on the crop of the whole group (at 1/16, cheap); the pixel path
+    runs on each part's own crop. Parts of one group never mix (every layer is position-wise or
+    sees only 8-neighbours of its group), so each decodes as it would alone, and a group of two
+    blocks in opposite corners costs two blocks' work, not the whole canvas's."""
     q64, keys, (y0, x0, y1, x1) = _decode_group_latents(lm, view, g, section, gains, scrambled, perm_key)
-    x_hat = lm.model.g_s(_y_hat(q64, gains), keys, view.canvas.block_size)[0]
-    crop = (x_hat.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-    oy, ox = view.origin
-    return crop, (y0 + oy, x0 + ox, y1 + oy, x1 + ox)
+    b, align = view.canvas.block_size, view.canvas.crop_align or view.canvas.align
+    oy, ox = view.origin[0] + y0, view.origin[1] + x0
+    pieces = []
+    for part_keys, (py0, px0, py1, px1) in _parts(keys, b, align):
+        inside = (keys_at_scale(part_keys, b, 16) == 0).unsqueeze(-1)
+        crop = lm.model.reconstruct(q64[:, py0 // 16:py1 // 16, px0 // 16:px1 // 16] * inside, part_keys, b, gains)
+        owned = (keys_at_scale(part_keys, b, 1)[0] == 0).numpy()
+        pieces.append((crop.numpy(), (oy + py0, ox + px0, oy + py1, ox + px1), owned))
+    return pieces
+
+
+def _parts(keys: torch.Tensor, block_size: int, align: int) -> list[tuple[torch.Tensor, tuple[int, int, int, int]]]:
+    """The 8-connected parts of a group on its crop (block keys (1, R, C), 0 = the group): each
+    part's block keys (0 on its blocks only) on its own crop, and that crop (y0, x0, y1, x1) in
+    pixels of the group's crop, on the ``align`` grid. One part: the whole crop, as it is."""
+    import cv2
+    mine = (keys[0] == 0).numpy().astype(np.uint8)
+    count, labels = cv2.connectedComponents(mine, connectivity=8)
+    if count <= 2:                                   # background label + one part
+        return [(keys, (0, 0, keys.shape[1] * block_size, keys.shape[2] * block_size))]
+    height, width = keys.shape[1] * block_size, keys.shape[2] * block_size
+    parts = []
+    for label in range(1, count):
+        rows, cols = np.nonzero(labels == label)
+        y0, x0 = rows.min() * block_size // align * align, cols.min() * block_size // align * align
+        y1 = min(-(-(rows.max() + 1) * block_size // align) * align, height)
+        x1 = min(-(-(cols.max() + 1) * block_size // align) * align, width)
+        sub = np.where(labels == label, 0, PAD_KEY)[y0 // block_size:y1 // block_size, x0 // block_size:x1 // block_size]
+        parts.append((torch.from_numpy(sub.astype(np.int64))[None], (int(y0), int(x0), int(y1), int(x1))))
+    return parts
 
 
 def _decode_group_latents(lm: LoadedModel, view: TileView, g: int, section: bytes,
@@ -587,34 +481,13 @@ def _decode_group_latents(lm: LoadedModel, view: TileView, g: int, section: byte
     """ŷ_s of the group's crop in one tile (1, h/16, w/16, M) int64 in units of 1/64 step, its
     block keys and its crop box in the tile. Raises ``UndecodableError`` when an intact section
     (part) does not decode."""
-    model = lm.model
     canvas, ids = view.canvas, view.block_ids
     b = canvas.block_size
     y0, x0, y1, x1 = canvas.group_crop(ids, g)
     keys = canvas.block_keys(ids, only=g)[:, y0 // b:y1 // b, x0 // b:x1 // b]
     in_g = keys_at_scale(keys, b, 16) == 0
-    dec = SectionDecoder(section)
-    where = touched(in_g)
-    z_int = _decode_hyper(_tables(lm), (1, *where.shape[1:], model.config.hyper_latent), where, dec,
-                          perm_key if scrambled else None, view.tag)
-    hyper = model.group_hyper_exact(z_int, in_g)
-    ms = model.config.latent // model.config.slices
-    if scrambled:
-        symbols = _decode_scrambled_latents(dec, int(in_g.sum()), model.config.latent, perm_key, view.tag)
-
-        def take(i, mu, idx):
-            return torch.from_numpy(symbols[:, i * ms:(i + 1) * ms].astype(np.int64))
-    else:
-        def take(i, mu, idx):
-            return torch.from_numpy(dec.gaussian(idx.numpy()).astype(np.int64)).reshape(-1, ms)
-
-    q64 = _latent_slices(lm, hyper, in_g, gains, take)
-    try:
-        dec.check_end()
-    except FormatError as exc:
-        # The section's CRC passed (or it would not have got here), so its bytes are as written:
-        # what failed is this decoder's reading of them, not the file.
-        raise UndecodableError(str(exc)) from None
+    order = crypto.KeyedOrder(perm_key, view.tag) if perm_key is not None else None
+    q64 = lm.model.decompress_group(section, in_g, gains, scrambled=scrambled, order=order)
     return q64, keys, (y0, x0, y1, x1)
 
 
@@ -631,8 +504,3 @@ def _compose(pixels: np.ndarray, alpha: np.ndarray, channels: int, background: s
     if channels == 1:
         return Image.fromarray(np.concatenate([pixels, a], axis=2), "LA")
     return Image.fromarray(np.concatenate([pixels, a], axis=2), "RGBA")
-
-
-# ----- extract / inspect (no model involved: see container) ----------------------------------------
-extract = container.extract
-inspect = container.inspect

@@ -18,20 +18,20 @@ Example (a one-group file, written and read back):
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import struct
 import unicodedata
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import BinaryIO, Optional, Sequence, Union
 
 import numpy as np
 
-from .errors import FormatError, SsicError
-from .remote import is_url
+from .atomic import write_bytes
+from .errors import CorruptSectionError, FormatError, SsicError
+from .limits import QUALITY_MAX, QUALITY_MIN
+from .sources import open_source
 from .mask import BLOCK_SIZES, MAX_GROUPS, GroupMask, decode_block_ids, encode_block_ids, grid_shape
 
 __all__ = [
@@ -48,7 +48,8 @@ READ_VERSIONS = (2, 3)
 # Versions this reader knows of but no longer decodes, and why (said in the error).
 _RETIRED_VERSIONS = {
     1: "its entropy parameters came from float networks and decoded only on CPUs like the "
-       "encoder's; decode it with ssic 0.1.x or re-encode the source",
+       "encoder's; re-encode the source (or decode it, on the encoder's kind of CPU, with the "
+       "ssic that wrote it: git history before format version 2)",
 }
 FLAG_PRESENT, FLAG_SEALED, FLAG_SCRAMBLED = 1, 2, 4
 # File flags. TILED: the image was coded in tiles of at most ``tile_size`` pixels (a u16 after
@@ -59,7 +60,6 @@ TILE_ALIGN = 128                    # tile sides are multiples of this (the mode
 TILE_RANGE = (256, 16384)
 KNOWN_GROUP_FLAGS = FLAG_PRESENT | FLAG_SEALED | FLAG_SCRAMBLED
 CHANNELS = (1, 3)
-QUALITY_RANGE = (1.0, 8.0)
 HASH_BYTES = 16
 MAX_TEXT_BYTES = 64                 # model id, group names and labels (UTF-8 bytes)
 MAX_PARAMS_BYTES = 1024
@@ -79,14 +79,6 @@ _INDEX_ENTRY = {2: struct.Struct("<QII"),  # offset in payload, length, CRC-32
 _FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
 
 PathOrBytes = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
-
-
-class CorruptSectionError(FormatError):
-    """A section's bytes do not match the length or CRC-32 in the index; ``.group`` names it."""
-
-    def __init__(self, message: str, group: str):
-        super().__init__(message)
-        self.group = group
 
 
 @dataclass
@@ -314,7 +306,7 @@ def write_ssb(path: Union[str, os.PathLike], header: SsbHeader,
     ...     read_ssb(pathlib.Path(d) / "a.ssb").section(0)
     b'abc'
     """
-    _atomic_write(Path(path), dump_ssb(header, sections))
+    write_bytes(path, dump_ssb(header, sections))
 
 
 def extract_ssb(src: SsbFile, keep: Sequence[int]) -> bytes:
@@ -380,7 +372,7 @@ def read_ssb(path_or_bytes: PathOrBytes, *, max_pixels: int = DEFAULT_MAX_PIXELS
     binary file).
 
     Only the header is read; sections are fetched by ``SsbFile.section`` (over HTTP, with range
-    requests: see ``remote``). Images over
+    requests: see ``sources``). Images over
     ``max_pixels`` are refused. Every problem with the file raises ``FormatError``; a path that
     cannot be opened raises ``SsicError``.
 
@@ -392,22 +384,13 @@ def read_ssb(path_or_bytes: PathOrBytes, *, max_pixels: int = DEFAULT_MAX_PIXELS
     Traceback (most recent call last):
     ssic_cli.errors.FormatError: not an .ssb file
     """
-    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
-        return _parse(_MemorySource(path_or_bytes), max_pixels)
-    if is_url(path_or_bytes):
-        from .remote import open_url
-        return _parse(open_url(path_or_bytes), max_pixels)
-    if hasattr(path_or_bytes, "read"):
-        return _parse(_open_file_source(path_or_bytes), max_pixels)
-    path = os.fspath(path_or_bytes)
+    source = open_source(path_or_bytes)
     try:
-        with open(path, "rb") as fp:
-            stat = os.fstat(fp.fileno())
-            ssb = _parse(_FileSource(fp, name=os.fsdecode(path)), max_pixels)
-    except OSError as exc:
-        raise SsicError(f"cannot read {os.fsdecode(path)}: {exc.strerror or exc}") from None
-    ssb._source = _PathSource(path, stat)
-    return ssb
+        return _parse(source, max_pixels)
+    finally:
+        release = getattr(source, "release", None)
+        if release is not None:
+            release()
 
 
 def flag_words(flags: int) -> list[str]:
@@ -505,8 +488,14 @@ def _parse(src, max_pixels: int) -> SsbFile:
     _check_header(header, max_pixels)
     if version != 2:
         index = _with_offsets(header.groups, index)
-    _check_index(header.groups, index, src.size - cur.pos)
+    _check_index(header.groups, index, src, cur.pos, _payload_limit(width, height, count))
     return SsbFile(header, [tuple(e) for e in index], cur.pos, src.size, version, src)
+
+
+def _available(src, end: int) -> int:
+    """How many of the bytes [0, end) the source holds; a stream reads only that far."""
+    available = getattr(src, "available", None)
+    return available(end) if available is not None else min(end, src.size)
 
 
 class _Cursor:
@@ -516,9 +505,9 @@ class _Cursor:
         self.src, self.pos = src, 0
 
     def need(self, n: int) -> None:
-        if self.pos + n > self.src.size:
-            raise FormatError(f"file is truncated (header needs {self.pos + n} bytes, "
-                              f"file has {self.src.size})")
+        have = _available(self.src, self.pos + n)
+        if have < self.pos + n:
+            raise FormatError(f"file is truncated (header needs {self.pos + n} bytes, file has {have})")
 
     def take(self, n: int) -> bytes:
         self.need(n)
@@ -578,7 +567,7 @@ def _versions() -> str:
 
 
 def _check_magic(src) -> None:
-    head = src.read(0, min(src.size, len(MAGIC) + 2))
+    head = src.read(0, _available(src, len(MAGIC) + 2))
     if head[:len(MAGIC)] == MAGIC:
         return
     if not head:
@@ -593,11 +582,19 @@ def _check_magic(src) -> None:
     raise FormatError("not an .ssb file")
 
 
-def _check_index(groups: list[GroupEntry], index: list[tuple], payload_size: int) -> None:
+def _payload_limit(width: int, height: int, groups: int) -> int:
+    """More payload than any encoder writes for such an image: 64 bits per pixel of the image
+    padded to a 128-pixel grid (coded files stay below 16), plus 64 kB per group (seal tags,
+    tile-part lengths). A header that claims more is forged, and a stream is not read that far."""
+    return 8 * (-(-width // 128) * 128) * (-(-height // 128) * 128) + 65536 * groups
+
+
+def _check_index(groups: list[GroupEntry], index: list[tuple], src, header_size: int, limit: int) -> None:
     """Sections are the present groups' bytes, in group order, back to back, to the end of file.
 
     So the index can never point outside the file, sections never overlap, and a file from
-    ``extract`` holds no hidden bytes of the groups it dropped.
+    ``extract`` holds no hidden bytes of the groups it dropped. A stream is read up to one byte
+    past where the index says the file ends, never further.
     """
     expected = 0
     for g, (offset, length, crc) in zip(groups, index):
@@ -610,12 +607,16 @@ def _check_index(groups: list[GroupEntry], index: list[tuple], payload_size: int
             raise FormatError(f"section index is inconsistent: group {g.name!r} starts at "
                               f"payload offset {offset}, expected {expected}")
         expected += length
+    if expected > limit:
+        raise FormatError(f"section index claims {expected} bytes of sections, more than any "
+                          f"file of this image size holds ({limit})")
+    payload_size = _available(src, header_size + expected + 1) - header_size
     if expected > payload_size:
         raise FormatError(f"file is truncated (sections need {expected} bytes after the header, "
                           f"file has {payload_size})")
     if expected < payload_size:
-        raise FormatError(f"file has {payload_size - expected} unexpected bytes after the last "
-                          "section")
+        extra = src.size - header_size - expected if src.size >= 0 else "more"    # -1: a stream not read to its end
+        raise FormatError(f"file has {extra} unexpected bytes after the last section")
 
 
 # ------------------------------------------------------------- checks shared by both sides
@@ -632,7 +633,7 @@ def _check_header(h: SsbHeader, max_pixels: Optional[int]) -> None:
     if h.tile_size and not (TILE_RANGE[0] <= h.tile_size <= TILE_RANGE[1] and h.tile_size % TILE_ALIGN == 0):
         raise FormatError(f"tile size {h.tile_size} is invalid (a multiple of {TILE_ALIGN} "
                           f"from {TILE_RANGE[0]} to {TILE_RANGE[1]})")
-    lo, hi = QUALITY_RANGE
+    lo, hi = QUALITY_MIN, QUALITY_MAX
     if not lo <= h.quality <= hi:
         raise FormatError(f"quality {h.quality} is out of range ({lo}..{hi})")
     if not 1 <= len(h.groups) <= MAX_GROUPS:
@@ -739,108 +740,3 @@ def _as_float32(value: float) -> float:
 
 def _dims(shape: tuple) -> str:
     return "×".join(str(n) for n in shape)
-
-
-# ------------------------------------------------------------------------ byte sources
-
-
-class _MemorySource:
-    def __init__(self, data):
-        self._view = memoryview(data).cast("B")
-        self.size = len(self._view)
-
-    def read(self, offset: int, n: int) -> bytes:
-        return bytes(self._view[offset:offset + n])
-
-    def crc(self, offset: int, n: int) -> int:
-        return zlib.crc32(self._view[offset:offset + n])
-
-
-class _FileSource:
-    """A seekable binary file; offsets count from where the file was when it was handed over."""
-
-    def __init__(self, fp, name: str = "the .ssb file"):
-        self._fp, self._name = fp, name
-        self._base = fp.tell()
-        self.size = fp.seek(0, os.SEEK_END) - self._base
-
-    def read(self, offset: int, n: int) -> bytes:
-        try:
-            self._fp.seek(self._base + offset)
-            return self._fp.read(n)
-        except (OSError, ValueError) as exc:     # ValueError: the file was closed
-            raise SsicError(f"cannot read {self._name}: {exc}") from None
-
-    def crc(self, offset: int, n: int, chunk: int = 1 << 20) -> int:
-        crc, end = 0, offset + n
-        while offset < end:
-            data = self.read(offset, min(chunk, end - offset))
-            if not data:
-                raise FormatError(f"{self._name} got shorter while it was being read")
-            crc, offset = zlib.crc32(data, crc), offset + len(data)
-        return crc
-
-
-def _open_file_source(fp) -> Union[_FileSource, _MemorySource]:
-    seekable = getattr(fp, "seekable", None)
-    if seekable is not None and seekable():
-        return _FileSource(fp)
-    return _MemorySource(fp.read())               # a pipe: read it whole
-
-
-class _PathSource:
-    """Re-opens the file for each section, and refuses if it changed since the header was read."""
-
-    def __init__(self, path, stat: os.stat_result):
-        self._path, self._stamp, self.size = path, _stamp(stat), stat.st_size
-
-    def read(self, offset: int, n: int) -> bytes:
-        name = os.fsdecode(self._path)
-        try:
-            with open(self._path, "rb") as fp:
-                if _stamp(os.fstat(fp.fileno())) != self._stamp:
-                    raise SsicError(f"{name} changed since it was opened; open it again")
-                fp.seek(offset)
-                return fp.read(n)
-        except OSError as exc:
-            raise SsicError(f"cannot read {name}: {exc.strerror or exc}") from None
-
-
-def _stamp(st: os.stat_result) -> tuple:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-# ---------------------------------------------------------------------------- writing
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Temp file next to ``path`` (same file system), fsync, rename over; clean up on failure."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        # 0o666 through the umask gives the same permissions as a plain open(path, "wb").
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    except OSError as exc:
-        raise SsicError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as fp:
-            fp.write(data)
-            fp.flush()
-            os.fsync(fp.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise SsicError(f"cannot write {path}: {exc.strerror or exc}") from None
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename durable (POSIX); best effort, some systems cannot open directories."""
-    with contextlib.suppress(OSError, AttributeError):
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

@@ -35,7 +35,7 @@ Example (a sealed section round trip; ``header`` normally comes from ``container
     (True, False)
     >>> open_section(header, 0, stored, Keyring([key_from_bytes(b"another key 1234", "k2")]))
     Traceback (most recent call last):
-    ssic_cli.crypto.WrongKeyError: wrong key for group 'background'
+    ssic_cli.errors.WrongKeyError: wrong key for group 'background'
 """
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from .errors import FormatError, SsicError
+from .errors import FormatError, KdfBudgetError, KeyRequiredError, SsicError, WrongKeyError  # noqa: F401  (re-exported)
 
 __all__ = [
     "KeyMaterial", "Keyring", "KdfParams", "SealParams", "ScrambleParams", "GroupParams",
@@ -76,22 +76,6 @@ _PARTS_SEAL, _PARTS_SCRAMBLE = 1, 2
 _KDF = struct.Struct("<BBBB")      # kdf id, log2 N, r, p
 _AAD_TAG = b"ssic sealed section v2\0"
 _CHECK_TAG = b"ssic key check v1"
-
-
-class WrongKeyError(SsicError):
-    """Keys were given, but none of them opens this group (``.group`` names it)."""
-
-    def __init__(self, group: str):
-        super().__init__(f"wrong key for group {group!r}")
-        self.group = group
-
-
-class KeyRequiredError(SsicError):
-    """The group is sealed and no key was given."""
-
-    def __init__(self, group: str):
-        super().__init__(f"group {group!r} is sealed; no key opens it")
-        self.group = group
 
 
 # ----- key material -----------------------------------------------------------------------------
@@ -163,9 +147,16 @@ class KdfParams:
     salt: bytes
     kdf: int = KDF_SCRYPT
 
+    @property
+    def work(self) -> int:
+        """scrypt's cost in units of one block mix: N·r·p."""
+        return (1 << self.log2_n) * self.r * self.p
+
     def check(self, what: str) -> None:
         n = 1 << self.log2_n if self.log2_n in _SCRYPT_LOG2_N else 0
+        # N < 2^(16·r) is scrypt's own rule (RFC 7914); OpenSSL refuses anything else.
         if (self.kdf != KDF_SCRYPT or not n or self.r not in _SCRYPT_R or self.p not in _SCRYPT_P
+                or self.log2_n >= 16 * self.r
                 or 128 * self.r * n > _SCRYPT_MAX_MEMORY or self.r * self.p * n > _SCRYPT_MAX_WORK
                 or len(self.salt) != SALT_BYTES):
             raise FormatError(f"{what}: key derivation settings are not supported "
@@ -261,7 +252,10 @@ def _unpack_kdf(data: bytes, pos: int, what: str) -> tuple[KdfParams, int]:
 def derive(key: KeyMaterial, kdf: KdfParams) -> tuple[bytes, bytes]:
     """(32-byte working key, 8-byte key check) of ``key`` under ``kdf`` (scrypt, 64 bytes out)."""
     scrypt = _backend().Scrypt
-    okm = scrypt(salt=kdf.salt, length=64, n=1 << kdf.log2_n, r=kdf.r, p=kdf.p).derive(key.secret)
+    try:
+        okm = scrypt(salt=kdf.salt, length=64, n=1 << kdf.log2_n, r=kdf.r, p=kdf.p).derive(key.secret)
+    except (MemoryError, ValueError) as exc:      # settings ``check`` passed but this OpenSSL refuses
+        raise FormatError(f"key derivation failed on this machine ({exc})") from None
     check = hmac.new(okm[32:], _CHECK_TAG, hashlib.sha256).digest()[:CHECK_BYTES]
     return okm[:32], check
 
@@ -280,16 +274,24 @@ def new_scramble(key: KeyMaterial, kdf: Optional[KdfParams] = None) -> tuple[Scr
     return ScrambleParams(kdf, check), perm_key
 
 
+# What one decode may spend on key derivations: every protected part has its own salt, so a file
+# can ask for one scrypt run per group and key; 32 runs at the default settings (~8 s here) is
+# far more than a real file needs (groups are sealed by class), and bounds a forged one.
+KDF_BUDGET = 32 * DEFAULT_KDF.work
+
+
 class Keyring:
     """The keys a decoder may try, remembering each scrypt derivation (key × salt) it made.
 
     ``find`` returns the working key of the first key whose check matches, else None: so a
-    holder of k1 opens exactly the parts k1 protected (layered keys).
+    holder of k1 opens exactly the parts k1 protected (layered keys). Derivations beyond
+    ``budget`` (scrypt work, summed over the keyring's life) raise ``KdfBudgetError``.
     """
 
-    def __init__(self, keys: Sequence[KeyMaterial] = ()):
+    def __init__(self, keys: Sequence[KeyMaterial] = (), budget: Optional[int] = None):
         self.keys = list(keys)
         self._derived: dict[tuple, tuple[bytes, bytes]] = {}
+        self._spent, self._budget = 0, KDF_BUDGET if budget is None else budget
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -298,6 +300,9 @@ class Keyring:
         for i, key in enumerate(self.keys):
             memo = (i, kdf)
             if memo not in self._derived:
+                if self._spent + kdf.work > self._budget:
+                    raise KdfBudgetError(self._spent, self._budget)
+                self._spent += kdf.work
                 self._derived[memo] = derive(key, kdf)
             working, key_check = self._derived[memo]
             if hmac.compare_digest(key_check, check):
@@ -461,6 +466,22 @@ def unscramble_columns(values: np.ndarray, perms: np.ndarray) -> np.ndarray:
     out = np.empty_like(values)
     np.put_along_axis(out, perms.T.astype(np.intp), values, axis=0)
     return out
+
+
+@dataclass(frozen=True)
+class KeyedOrder:
+    """The order a scrambled group's symbols are coded in: each named stream (``b"z"``, ``b"y"``)
+    of each tile (``tag``) gets its own permutations under ``perm_key`` (the model's
+    ``SymbolOrder``)."""
+
+    perm_key: bytes
+    tag: bytes = b""
+
+    def shuffle(self, stream: bytes, symbols: np.ndarray) -> np.ndarray:
+        return scramble_columns(symbols, permutations(self.perm_key, stream + self.tag, *symbols.shape))
+
+    def unshuffle(self, stream: bytes, symbols: np.ndarray) -> np.ndarray:
+        return unscramble_columns(symbols, permutations(self.perm_key, stream + self.tag, *symbols.shape))
 
 
 # ----- backend -------------------------------------------------------------------------------------

@@ -4,13 +4,13 @@ from __future__ import annotations
 import io
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .atomic import write_atomic, write_bytes
 from .errors import SsicError
 
 # Images over 1.5 MP are coded in tiles, so codec memory no longer grows with the tile count
@@ -56,8 +56,17 @@ def write_stdout(data: bytes) -> None:
 
 def load_image(path: Path, max_pixels: int | None = None) -> InputImage:
     """Open any Pillow-readable image (``-``: standard input), apply its EXIF orientation, and
-    bring it to 8-bit RGB."""
-    max_pixels = default_max_pixels() if max_pixels is None else max_pixels
+    bring it to 8-bit RGB. ssic's pixel budget (``SSIC_MAX_PIXELS``) replaces Pillow's own
+    decompression-bomb limit: the size is checked from the header, before any pixel is decoded."""
+    bomb_limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        return _load_image(path, default_max_pixels() if max_pixels is None else max_pixels)
+    finally:
+        Image.MAX_IMAGE_PIXELS = bomb_limit
+
+
+def _load_image(path: Path, max_pixels: int) -> InputImage:
     if is_stdio(path):
         source, path = io.BytesIO(read_stdin()), Path("<stdin>")
     else:
@@ -87,6 +96,44 @@ def load_image(path: Path, max_pixels: int | None = None) -> InputImage:
         raise SsicError(f"{path}: not a readable image") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise SsicError(f"{path}: cannot read image ({exc})") from None
+
+
+def from_pil(im: Image.Image) -> InputImage:
+    """An in-memory Pillow image brought to 8-bit RGB by the rules ``load_image`` applies."""
+    if not isinstance(im, Image.Image):
+        raise SsicError(f"expected a PIL image, got {type(im).__name__}")
+    if im.width == 0 or im.height == 0:
+        raise SsicError("image has zero size")
+    return _to_rgb(im)
+
+
+def from_array(a: np.ndarray) -> InputImage:
+    """An (H, W) grey, (H, W, 1) grey or (H, W, 3) RGB array of uint8 values 0..255.
+
+    Anything else is refused with one line rather than guessed at: a float array would be read
+    as 0..255 and give an almost black image, and an alpha channel would reveal the pixels it
+    hides.
+
+    >>> from_array(np.zeros((2, 3), np.uint8)).channels
+    1
+    >>> from_array(np.zeros((2, 3, 3), np.float32))
+    Traceback (most recent call last):
+    ssic_cli.errors.SsicError: image array must hold uint8 values 0..255, got float32 (for floats in [0, 1]: (a * 255).round().astype(np.uint8))
+    """
+    a = np.asarray(a)
+    if a.dtype != np.uint8:
+        raise SsicError(f"image array must hold uint8 values 0..255, got {a.dtype}"
+                        + (" (for floats in [0, 1]: (a * 255).round().astype(np.uint8))" if a.dtype.kind == "f" else ""))
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    if a.ndim == 2:
+        return InputImage(np.repeat(a[..., None], 3, axis=2), 1)
+    if a.ndim != 3 or a.shape[2] != 3:
+        hint = ": composite or drop the alpha channel first" if a.ndim == 3 and a.shape[2] in (2, 4) else ""
+        raise SsicError(f"image array must be (H, W) grey or (H, W, 3) RGB, got shape {a.shape}{hint}")
+    if 0 in a.shape:
+        raise SsicError("image has zero size")
+    return InputImage(np.ascontiguousarray(a), 3)
 
 
 def _to_rgb(im: Image.Image) -> InputImage:
@@ -126,7 +173,7 @@ def save_image(img: Image.Image, path: Path, fmt: str | None = None) -> None:
         img.save(buf, format=fmt)                  # whole image first: no partial output on failure
         write_stdout(buf.getvalue())
         return
-    _atomic_write(path, lambda f: img.save(f, format=fmt))
+    write_atomic(path, lambda f: img.save(f, format=fmt))
 
 
 def write_bytes_atomic(data: bytes, path: Path) -> None:
@@ -134,35 +181,4 @@ def write_bytes_atomic(data: bytes, path: Path) -> None:
     if is_stdio(path):
         write_stdout(data)
         return
-    _atomic_write(path, lambda f: f.write(data))
-
-
-def _atomic_write(path: Path, write) -> None:
-    """A temp file in the target directory, then rename: readers never see a partial file,
-    and a failure (or Ctrl-C) leaves no file behind and an existing target untouched."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise SsicError(f"output directory {path.parent} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise SsicError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, (OSError, ValueError, KeyError)):
-            raise SsicError(f"cannot write {path}: {exc}") from None
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    write_bytes(path, data)

@@ -6,6 +6,7 @@ block, plus the name and class of each group.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import zlib
 from dataclasses import dataclass, field
@@ -113,6 +114,83 @@ def decode_block_ids(data: bytes, rows: int, cols: int, num_groups: int) -> np.n
 
 OTHER = "other"
 GROUP_BY = ("class", "instance")
+# Each option's range and default, defined here once (the CLI's options are built from them).
+COVERAGE_RANGE = (0.0, 1.0)
+MIN_SCORE_RANGE = (0.0, 1.0)
+DEFAULT_MIN_SCORE = 0.25
+DEFAULT_MAX_GROUPS = 32
+# The priority classes unless the user names others: a privacy-minded default, so a person holding
+# scissors is coded (and sealed, extracted, dropped) with the person group, not the scissors'.
+# docs/grouping.md states what this guarantees and measures it on COCO (research/conflict_rule.py).
+DEFAULT_PRIORITY = ("person",)
+
+
+def _class_names(classes) -> tuple[str, ...]:
+    """Class names in the order given, without blanks or repeats: a comma-separated string or an
+    iterable of names (an unordered set is sorted, so the result does not depend on hashing)."""
+    if classes is None:
+        return ()
+    if isinstance(classes, str):
+        classes = classes.split(",")
+    elif isinstance(classes, (set, frozenset)):
+        classes = sorted(classes)
+    return tuple(dict.fromkeys(c.strip() for c in classes if c and c.strip()))
+
+
+@dataclass(frozen=True)
+class GroupPolicy:
+    """How detector regions become groups: one value from the command line to the policy.
+
+    ``block_size``: pixels per block side (``BLOCK_SIZES``). ``coverage``: a group claims a block
+    when its regions cover *more than* this fraction of it (0 = any overlap; 1 = fully covered
+    blocks only). ``group_by``: one group per ``"class"`` or per ``"instance"``. ``classes``: keep
+    only these classes (``None``: all). ``min_score``: drop weaker detections. ``max_groups``: cap,
+    background included. ``merge_overlaps``: measure a class's regions as their union (True) or
+    each alone (False). ``priority``: classes that claim every block any of their pixels touches
+    and win the blocks they share with other classes, the first listed first (default: person;
+    ``()`` for none). ``classes`` and ``priority`` also take a comma-separated string.
+
+    >>> GroupPolicy(classes="person, car").classes
+    ('person', 'car')
+    >>> GroupPolicy(block_size=8)
+    Traceback (most recent call last):
+    ...
+    ssic_cli.errors.SsicError: block size must be one of (16, 32, 64), got 8
+    """
+
+    block_size: int = DEFAULT_BLOCK_SIZE
+    coverage: float = 0.0
+    group_by: str = "class"
+    classes: tuple[str, ...] | None = None
+    min_score: float = DEFAULT_MIN_SCORE
+    max_groups: int = DEFAULT_MAX_GROUPS
+    merge_overlaps: bool = True
+    priority: tuple[str, ...] = DEFAULT_PRIORITY
+
+    def __post_init__(self):
+        def put(name, value):
+            object.__setattr__(self, name, value)
+        put("classes", _class_names(self.classes) or None)
+        put("priority", _class_names(self.priority))
+        if self.block_size not in BLOCK_SIZES:
+            raise SsicError(f"block size must be one of {BLOCK_SIZES}, got {self.block_size}")
+        put("block_size", int(self.block_size))
+        if not COVERAGE_RANGE[0] <= self.coverage <= COVERAGE_RANGE[1]:
+            raise SsicError(f"coverage must be in [0, 1], got {self.coverage}")
+        if self.group_by not in GROUP_BY:
+            raise SsicError(f"group_by must be one of {GROUP_BY}, got {self.group_by!r}")
+        if not 1 <= int(self.max_groups) <= MAX_GROUPS:
+            raise SsicError(f"max_groups must be in 1..{MAX_GROUPS}, got {self.max_groups}")
+        put("max_groups", int(self.max_groups))
+
+    def replace(self, **changes) -> "GroupPolicy":
+        """A copy with some options changed (checked like a new one)."""
+        return dataclasses.replace(self, **changes)
+
+    def first(self, *classes) -> "GroupPolicy":
+        """A copy where ``classes`` (names or comma-separated strings) come first in ``priority``."""
+        return self.replace(priority=_class_names([*(c for v in classes for c in _class_names(v)),
+                                                   *self.priority]))
 
 
 def block_pixel_counts(width: int, height: int, block_size: int) -> np.ndarray:
@@ -183,15 +261,6 @@ def _check_region(region, width: int, height: int) -> bool:
     return x1 > x0 and y1 > y0
 
 
-def _normalise_classes(classes) -> set[str] | None:
-    if classes is None:
-        return None
-    if isinstance(classes, str):
-        classes = classes.split(",")
-    wanted = {c.strip() for c in classes if c and c.strip()}
-    return wanted or None
-
-
 def _instance_order(regions: list) -> list:
     """Deterministic instance numbering within one class: given numbers first, then by score
     (highest first), then top-to-bottom, left-to-right."""
@@ -230,18 +299,17 @@ def _group_coverage(members: list, width: int, height: int, block_size: int,
     return counts / block_pixels, int(counts.sum())
 
 
-def regions_to_group_mask(regions, width: int, height: int, block_size: int = DEFAULT_BLOCK_SIZE,
-                          coverage: float = 0.0, group_by: str = "class", classes=None,
-                          min_score: float = 0.0, max_groups: int = 32,
-                          merge_overlaps: bool = True, priority=None) -> GroupMask:
+def regions_to_group_mask(regions, width: int, height: int, policy: GroupPolicy | None = None,
+                          **options) -> GroupMask:
     """Turn detector regions into a block-level ``GroupMask`` (the policy; pure numpy).
 
-    The image of ``width`` x ``height`` pixels is cut into ``rows x cols`` blocks of
-    ``block_size`` (see ``grid_shape``; the last row/column may be partial).
+    ``policy`` (default ``GroupPolicy()``) holds the options; keyword ``options`` change some
+    of them (``regions_to_group_mask(regions, w, h, block_size=32)``). The image of ``width``
+    x ``height`` pixels is cut into ``rows x cols`` blocks of ``block_size`` (see ``grid_shape``;
+    the last row/column may be partial).
 
     1. **Filter.** Regions scoring below ``min_score``, whose label is not in ``classes``
-       (an iterable of class names or a comma-separated string; ``None`` keeps all), labelled
-       ``background``, or covering no pixel are dropped.
+       (``None`` keeps all), labelled ``background``, or covering no pixel are dropped.
     2. **Group.** ``group_by="class"``: one group per class, named after it (``person``);
        all instances of a class, overlapping or not, share it (paper Fig. 4a/4b).
        ``group_by="instance"``: one group per instance, kept apart even where instances
@@ -249,23 +317,24 @@ def regions_to_group_mask(regions, width: int, height: int, block_size: int = DE
        ``Region.instance`` when set, else by descending score, then top-left position.
     3. **Coverage.** A group claims a block when its regions cover *more than* ``coverage``
        (a fraction in [0, 1]; 1.0 means fully covered blocks only) of the block's image
-       pixels (partial edge blocks count their in-image pixels). The default 0.0 means any overlap,
-       so no ROI pixel is ever left outside its group's blocks (unless another group wins the
-       block, see 4). Regions use their pixel mask when they have one, else their box.
+       pixels (partial edge blocks count their in-image pixels). The default 0.0 means any
+       overlap. Regions use their pixel mask when they have one, else their box.
        ``merge_overlaps`` says how one group's regions combine: True (default) measures the
        union of their footprints (overlaps merged, counted once); False measures each region
        alone and takes the best. It only matters when a group holds several regions (class
        grouping) and ``coverage`` > 0.
-    4. **Priority classes.** Groups whose class is in ``priority`` (the classes a user seals,
-       scrambles or names with ``--classes``; same forms as ``classes``) claim *every* block
-       that any of their pixels touches, whatever ``coverage`` says, and win every conflict
-       with a group outside ``priority``: a sealed class covers all of its pixels.
-    5. **Conflicts.** Otherwise a block claimed by several groups goes to the one covering the
-       largest fraction of it; ties go to the group with the smaller total area (so small
-       objects are not swallowed by large ones), then to the earlier name in sorted order.
-       Deterministic. A group left with no block of its own is folded into the group holding
-       most of the blocks it claimed, and ``GroupMask.merged`` records it
-       (``{"person#2": "car"}``) so the caller can say so: no region disappears silently.
+    4. **Priority classes.** Groups whose class is in ``priority`` (default ``person``; the CLI
+       adds what a user seals, scrambles or names with ``--classes``) claim *every* block that
+       any of their pixels touches, whatever ``coverage`` says, and win every block they share
+       with a group of another class; between priority classes the one listed first wins. So
+       every block holding a pixel of the first priority class belongs to a group of that class.
+    5. **Conflicts.** Otherwise (groups of one priority class, or no priority class) a block
+       claimed by several groups goes to the one covering the largest fraction of it; ties go to
+       the group with the smaller total area (so small objects are not swallowed by large ones),
+       then to the earlier name in sorted order. Deterministic. A group left with no block of
+       its own is folded into the group holding most of the blocks it claimed, and
+       ``GroupMask.merged`` records it (``{"person#2": "person"}``) so the caller can say so: no
+       region disappears silently.
     6. **Background.** Blocks no group claims form ``background``, always group 0 when
        present; with no regions the mask is the single group ``background``.
     7. **Cap.** At most ``max_groups`` groups (background included, 1..255). Beyond that the
@@ -275,44 +344,47 @@ def regions_to_group_mask(regions, width: int, height: int, block_size: int = DE
 
     Groups are ordered: ``background``, then by class name and instance number (``other``
     last). Returns ``GroupMask(block_size, ids, names, labels)``.
+
+    >>> from ssic_cli.detect.base import Region
+    >>> scissors = Region("scissors", (0, 0, 32, 16))       # two blocks of 16
+    >>> person = Region("person", (24, 0, 48, 16))          # touches the scissors' second block
+    >>> regions_to_group_mask([scissors, person], 48, 16).ids.tolist()
+    [[1, 0, 0]]
+    >>> regions_to_group_mask([scissors, person], 48, 16, priority=()).ids.tolist()
+    [[1, 1, 0]]
     """
-    width, height, block_size = int(width), int(height), int(block_size)
+    policy = (policy or GroupPolicy()).replace(**options)
+    width, height = int(width), int(height)
     if width <= 0 or height <= 0:
         raise SsicError(f"image size must be positive, got {width}x{height}")
-    if block_size not in BLOCK_SIZES:
-        raise SsicError(f"block size must be one of {BLOCK_SIZES}, got {block_size}")
-    if not 0.0 <= coverage <= 1.0:
-        raise SsicError(f"coverage must be in [0, 1], got {coverage}")
-    if group_by not in GROUP_BY:
-        raise SsicError(f"group_by must be one of {GROUP_BY}, got {group_by!r}")
-    if not 1 <= int(max_groups) <= MAX_GROUPS:
-        raise SsicError(f"max_groups must be in 1..{MAX_GROUPS}, got {max_groups}")
-    max_groups = int(max_groups)
-    wanted = _normalise_classes(classes)
-    first = _normalise_classes(priority) or set()
+    block_size, coverage, max_groups = policy.block_size, policy.coverage, policy.max_groups
+    wanted = set(policy.classes) if policy.classes else None
+    rank = {label: k for k, label in enumerate(policy.priority)}     # 0 = first
 
     kept = [r for r in regions
-            if float(r.score) >= min_score
+            if float(r.score) >= policy.min_score
             and r.label != BACKGROUND
             and (wanted is None or r.label in wanted)
             and _check_region(r, width, height)]
 
     rows, cols = grid_shape(width, height, block_size)
     block_pixels = block_pixel_counts(width, height, block_size)
-    groups = _group_regions(kept, group_by)
+    groups = _group_regions(kept, policy.group_by)
     if not groups:
         return single_group(width, height, block_size)
 
-    covs, areas = zip(*(_group_coverage(m, width, height, block_size, block_pixels, merge_overlaps)
+    covs, areas = zip(*(_group_coverage(m, width, height, block_size, block_pixels, policy.merge_overlaps)
                         for _, _, m in groups))
     cov = np.stack(covs)                                               # (G, rows, cols)
     claimed = (cov >= 1.0) if coverage >= 1.0 else (cov > coverage) & (cov > 0)
-    is_first = np.array([label in first for _, label, _ in groups])
-    claimed[is_first] = cov[is_first] > 0                             # every touched block
-    # Conflict order: priority classes above all others (+2 beats any coverage), then the
-    # largest coverage; ties: smaller area first, then name order (argmax keeps the first).
+    first = np.array([label in rank for _, label, _ in groups])
+    claimed[first] = cov[first] > 0                                   # every touched block
+    # Conflict order: priority classes above all others and in their order (a bonus of 2 per
+    # rank beats any coverage), then the largest coverage; ties: smaller area first, then name
+    # order (argmax keeps the first).
+    bonus = np.array([2.0 * (len(rank) - rank[label]) if label in rank else 0.0 for _, label, _ in groups])
     order = sorted(range(len(groups)), key=lambda g: (areas[g], groups[g][0]))
-    score = np.where(claimed, cov + 2.0 * is_first[:, None, None], -1.0)
+    score = np.where(claimed, cov + bonus[:, None, None], -1.0)
     winner = np.asarray(order)[np.argmax(score[order], axis=0)]        # group index per block
 
     # Blocks per group, then fold empty groups into their blocks' owners and apply the cap.

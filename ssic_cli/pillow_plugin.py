@@ -39,7 +39,10 @@ class SsbImageFile(ImageFile.ImageFile):
     def load(self):
         if self._ssb is not None:
             from . import codec
-            result = codec.decode(self._ssb)
+            try:
+                result = codec.decode(self._ssb)
+            except SsicError as exc:
+                raise OSError(str(exc)) from None        # what Pillow's loaders raise on bad data
             self._ssb = None
             self.im = result.image.im
             self._mode = result.image.mode

@@ -58,13 +58,6 @@ def tile_grid(canvas_h: int, canvas_w: int, tile_size: int) -> list[tuple[int, i
             for i in range(len(rows) - 1) for j in range(len(cols) - 1)]
 
 
-def tiles_touched(block_ids: np.ndarray, block_size: int, tiles: list, group: int) -> list[int]:
-    """Indexes of the tiles holding at least one block of ``group``."""
-    b = block_size
-    return [t for t, (y0, x0, y1, x1) in enumerate(tiles)
-            if (block_ids[y0 // b:y1 // b, x0 // b:x1 // b] == group).any()]
-
-
 def join_parts(parts: list[bytes]) -> bytes:
     """A tiled group's section: the u32 length of every part, then the parts."""
     return b"".join([_LENGTH.pack(len(p)) for p in parts] + list(parts))

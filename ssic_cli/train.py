@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atomic import write_atomic
 from .errors import SsicError
 from .model import DEFAULT_MODEL, build_model
 from .model import entropy as em
@@ -135,9 +136,7 @@ def conv_step_seconds(bf16: bool, repeats: int = 3) -> float:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda fp: torch.save(state, fp))
 
 
 class Stopper:
@@ -372,9 +371,9 @@ def _restore(model, optimisers: Optimisers, opt: TrainOptions, ckpt_path: Path, 
 def _init_from_weights(model, path: Path, model_id: str) -> tuple[int, int, float]:
     """Load a shipped weights file (e.g. to continue a campaign in a new place); keeps its step /
     image / CPU-time accounting from the card. Weights of another architecture are accepted only
-    when every parameter matches in name and shape — an architecture that differs by
-    parameter-free parts, such as ``ssic-tinyhaar``'s fixed Haar shortcuts on ``ssic-tiny2p``, can
-    warm-start from it; anything else is refused rather than half loaded."""
+    when every parameter matches in name and shape (an architecture that differs only by
+    parameter-free parts, such as fixed Haar shortcuts, can warm-start from it); anything else is
+    refused rather than half loaded."""
     from .weights import read_weights_file
     blob = read_weights_file(path)
     # The full stored state, the z prior's density included: a coding-only load keeps just its

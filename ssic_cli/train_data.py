@@ -1,5 +1,5 @@
 """What a training step sees: random crops of a photo folder in the 8 symmetries of the square,
-and random irregular group masks (paper §4.1) — shared by ``ssic train``, ``ssic tune`` and the
+and random irregular group masks (paper §4.1) — shared by ``ssic train`` and the
 benches that need the same masks."""
 from __future__ import annotations
 

@@ -13,6 +13,26 @@ from ssic_cli.mask import GroupMask, grid_shape
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
+
+
+def _importable(module: str) -> bool:
+    try:
+        __import__(module)
+        return True
+    except ImportError:
+        return False
+
+
+# Optional extras: tests that need one skip, with the command that installs it, when it is absent.
+HAS_CRYPTO = _importable("cryptography")
+CRYPTO_MISSING = "sealing and scrambling need the crypto extra: pip install 'ssic[crypto]'"
+needs_crypto = pytest.mark.skipif(not HAS_CRYPTO, reason=CRYPTO_MISSING)
+
+
+def require_crypto() -> None:
+    """Skip the calling test (or fixture) where the crypto extra is not installed."""
+    if not HAS_CRYPTO:
+        pytest.skip(CRYPTO_MISSING)
 SHARED = Path(os.environ.get("SSIC_SHARED", ROOT.parent / "shared"))
 
 torch.set_flush_denormal(True)

@@ -22,6 +22,7 @@ def _recipe():
     return module
 
 
+@pytest.mark.slow
 def test_recipe_encodes_on_two_local_workers(tmp_path, kodak, capsys, monkeypatch):
     src = tmp_path / "photos"
     src.mkdir()

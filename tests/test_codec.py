@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ssic_cli import codec, container
-from ssic_cli.errors import SsicError, WeightsMismatchError
+from ssic_cli.errors import SsicError, WeightsMismatchError, WeightsMissingError
 from ssic_cli.evaluate import psnr
 from ssic_cli.mask import GroupMask, single_group
 from ssic_cli.model import MODEL_CONFIGS, build_model
@@ -41,7 +41,7 @@ def test_fractional_quality_lies_between(kodak):
     assert n[0] <= n[1] <= n[2]
 
 
-@pytest.mark.parametrize("block", [16, 32, 64])
+@pytest.mark.parametrize("block", [16, pytest.param(32, marks=pytest.mark.slow), pytest.param(64, marks=pytest.mark.slow)])
 def test_group_alone_equals_group_in_full_decode(kodak, block):
     h, w = 200, 300
     img = crop(kodak, h, w, 150, 250)
@@ -78,17 +78,19 @@ def test_extract_decodes_like_the_subset(kodak):
     img = crop(kodak, h, w, 300, 400)
     gm = three_groups(w, h)
     data = codec.encode(img, gm, 3.0)
-    small = codec.extract(data, ["person", "car"])
+    small = container.extract(data, ["person", "car"])
     assert len(small) < len(data)
-    info = codec.inspect(small)
+    info = container.inspect(small)
     assert [g["flags"][0] for g in info["groups"]] == ["absent", "present", "present"]
     a = np.asarray(codec.decode(small, ["person", "car"]).image)
     b = np.asarray(codec.decode(data, ["person", "car"]).image)
     assert np.array_equal(a, b)
-    res = codec.decode(small)                                # all: the absent one is reported
-    assert res.unavailable == ["background"] and res.image.mode == "RGBA"
+    res = codec.decode(small)              # all it carries: the absent one is not wanted, not missing
+    assert res.absent == ["background"] and not res.unavailable and res.complete and res.image.mode == "RGBA"
+    named = codec.decode(small, ["background", "person"])      # named: reported missing
+    assert named.unavailable == ["background"] and not named.complete
     with pytest.raises(SsicError, match="at least one group"):
-        codec.extract(data, [])                              # nothing named is not "everything"
+        container.extract(data, [])                              # nothing named is not "everything"
 
 
 def test_corrupted_section_loses_only_its_group(kodak):
@@ -126,15 +128,18 @@ def test_a_file_naming_weights_this_install_lacks_is_refused_naming_them(kodak):
     ssb = container.read_ssb(codec.encode(crop(kodak, 64, 64), single_group(64, 64), 4.0))
     forged = container.dump_ssb(replace(ssb.header, weights_hash=bytes(range(16))),
                                 [ssb.section(i) for i in range(len(ssb.header.groups))])
-    with pytest.raises(WeightsMismatchError, match=r"made with weights ssic-[a-z0-9]+/00010203, loaded"):
+    with pytest.raises(WeightsMismatchError, match=r"made with weights ssic-[a-z0-9]+-00010203, which this install lacks "
+                       r"\(they are not weights ssic released.*; pass them with --weights") as err:
         codec.decode(forged)
+    assert "\n" not in str(err.value)
 
 
 def test_decoding_finds_the_files_own_weights_unless_the_user_chose(loaded, monkeypatch):
     from ssic_cli.weights import WEIGHTS_ENV, weights_for_file
     monkeypatch.delenv(WEIGHTS_ENV, raising=False)
     assert weights_for_file(loaded.model_id, loaded.weights_hash) == loaded.path
-    assert weights_for_file(loaded.model_id, bytes(16)) is None          # not shipped: the default, refused later
+    with pytest.raises(WeightsMissingError, match="which this install lacks"):   # not released: refused, naming them
+        weights_for_file(loaded.model_id, bytes(16))
     assert weights_for_file(loaded.model_id, loaded.weights_hash, "mine.pt") == "mine.pt"
     monkeypatch.setenv(WEIGHTS_ENV, "mine.pt")
     assert weights_for_file(loaded.model_id, loaded.weights_hash) is None  # load_weights reads $SSIC_WEIGHTS
@@ -172,6 +177,7 @@ print(hashlib.sha256(np.asarray(codec.decode(open(sys.argv[2], 'rb').read()).ima
 """
 
 
+@pytest.mark.slow
 def test_decode_same_with_one_or_two_threads(kodak, tmp_path):
     h, w = 200, 300
     path = tmp_path / "t.ssb"
@@ -200,3 +206,63 @@ def test_every_architecture_keeps_groups_exactly_independent(kodak, model_id, on
     for g, name in enumerate(gm.names):
         part = np.asarray(codec.decode(data, [name], weights=lm).image)
         assert np.array_equal(part[..., :3][pix == g], full[pix == g]), name
+
+
+def test_a_present_group_without_blocks_is_lost_alone(kodak, one_thread):
+    """A forged mask that gives a present group no blocks (or moves them all to another group)
+    loses the groups it breaks, each with one line; the intact ones still decode."""
+    img = crop(kodak, 128, 192)
+    gm = three_groups(192, 128)
+    ssb = container.read_ssb(codec.encode(img, gm, 3.0))
+    hdr = ssb.header
+    forged_ids = hdr.block_ids.copy()
+    forged_ids[forged_ids == 2] = 0                    # car's blocks now claimed by background
+    forged_mask = GroupMask(gm.block_size, forged_ids, gm.names, gm.labels)
+    forged_hdr = container.header_from_mask(192, 128, 3, forged_mask, hdr.model_id, hdr.weights_hash, hdr.quality)
+    forged = container.dump_ssb(forged_hdr, [ssb.section(g) for g in range(3)])
+    notes = []
+    result = codec.decode(forged, warn=notes.append)
+    assert result.decoded == ["person"] and sorted(result.lost) == ["background", "car"]
+    assert any("car" in n and "no blocks" in n for n in notes)
+    alone = np.asarray(codec.decode(codec.encode(img, gm, 3.0), ["person"]).image)
+    assert np.array_equal(np.asarray(result.image)[..., :3][alone[..., 3] > 0], alone[..., :3][alone[..., 3] > 0])
+
+
+def test_a_thin_image_counts_its_padded_canvas(monkeypatch):
+    """1,000,000 × 1 pixels is 1 MP, but the decoder would hold 1,000,064 × 128 of canvas."""
+    monkeypatch.delenv("SSIC_MAX_PIXELS", raising=False)
+    codec.check_pixel_budget(10_000, 1, None, 1024)
+    with pytest.raises(SsicError, match=r"padded to 1000064×128 = 128.0 MP, over the limit of 100 MP"):
+        codec.check_pixel_budget(1_000_000, 1, None, 1024)
+
+
+@pytest.mark.parametrize("model_id", ["../../etc/passwd", "/tmp/x", "a/b"])
+def test_a_model_id_is_never_joined_into_a_path(model_id, monkeypatch):
+    monkeypatch.delenv("SSIC_WEIGHTS", raising=False)
+    gm = single_group(64, 48)
+    data = container.dump_ssb(container.header_from_mask(64, 48, 3, gm, model_id, bytes(16), 4.0), [b"\0" * 8])
+    with pytest.raises(WeightsMissingError, match="not a name ssic gives weights"):
+        codec.decode(data)
+
+
+def test_a_group_in_far_apart_parts_decodes_each_part_on_its_own_crop(kodak, one_thread, monkeypatch):
+    """Two blocks in opposite corners: the pixel path runs on two small crops, not the canvas,
+    and the pixels are the ones the whole group's crop gives."""
+    img = crop(kodak, 256, 384)
+    ids = np.zeros((16, 24), np.uint8)
+    ids[0, 0] = ids[15, 23] = 1
+    data = codec.encode(img, GroupMask(16, ids, ["background", "dots"]), 4.0)
+    shapes = []
+    from ssic_cli.model.ssic import SSICModel
+    reconstruct = SSICModel.reconstruct
+
+    def spy(self, q64, keys, block_size, gains):
+        shapes.append(tuple(keys.shape[1:]))
+        return reconstruct(self, q64, keys, block_size, gains)
+
+    monkeypatch.setattr(SSICModel, "reconstruct", spy)
+    parts = np.asarray(codec.decode(data, ["dots"]).image)
+    assert shapes == [(2, 2), (2, 2)]                            # two 32-pixel crops of 16-pixel blocks
+    monkeypatch.setattr(codec, "_parts", lambda keys, b, align: [(keys, (0, 0, keys.shape[1] * b, keys.shape[2] * b))])
+    whole = np.asarray(codec.decode(data, ["dots"]).image)
+    assert shapes[-1] == (16, 24) and np.array_equal(parts, whole)

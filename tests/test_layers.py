@@ -107,18 +107,6 @@ def test_haar_shortcuts_are_orthonormal_and_transposed():
     assert torch.allclose(y[..., :3], pixel_unshuffle(x).reshape(2, 4, 3, 3, 4).mean(-1) * 2, atol=1e-6)
 
 
-def test_simplified_gdn_acts_on_each_position_alone():
-    from ssic_cli.model.layers import SimplifiedGDN
-    gdn, igdn = SimplifiedGDN(4), SimplifiedGDN(4, inverse=True)
-    x = torch.randn(1, 3, 5, 4)
-    y = gdn(x)
-    assert torch.allclose(y, x / (1 + 0.1 * x.abs()), atol=1e-6)           # β = 1, γ = 0.1·I at init
-    assert torch.allclose(igdn(x), x * (1 + 0.1 * x.abs()), atol=1e-6)
-    moved = x.clone()
-    moved[0, 0, 0] = 100.0                                                   # another position changes
-    assert torch.equal(gdn(moved)[0, 1:], y[0, 1:])
-
-
 @pytest.mark.parametrize("cin, cout", [(96, 3), (12, 3), (128, 96), (192, 160), (40, 8), (300, 64)])
 def test_haar_up_adds_the_inverse_bands_of_its_matrix(cin, cout):
     """The butterfly (wide outputs) and the small product (narrow ones) both add exactly the

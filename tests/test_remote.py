@@ -16,7 +16,7 @@ from PIL import Image
 from ssic_cli import codec, container
 from ssic_cli.cli import main
 from ssic_cli.mask import GroupMask
-from ssic_cli.remote import FIRST_READ
+from ssic_cli.sources import FIRST_READ
 
 from .http_servers import NGINX, NginxServer
 
@@ -100,7 +100,7 @@ def test_extract_of_a_remote_file_equals_the_local_extract(nginx, www, tmp_path,
     base, _ = nginx
     out = tmp_path / "p.ssb"
     assert run(capsys, "extract", f"{base}/kodim.ssb", "-g", "person,sign", "-o", out)[0] == 0
-    assert out.read_bytes() == codec.extract((www / "kodim.ssb").read_bytes(), ["person", "sign"])
+    assert out.read_bytes() == container.extract((www / "kodim.ssb").read_bytes(), ["person", "sign"])
 
 
 def test_library_decodes_a_url_and_a_redirect(nginx, www):
@@ -139,6 +139,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if mode == "slow":
             time.sleep(3)
             return
+        if mode in ("endless", "overlong", "gzip", "drip"):
+            self._hostile(mode, body)
+            return
         if mode == "lying":                                # 206 with another range than asked
             self.send_response(206)
             self.send_header("Content-Range", f"bytes 100-199/{len(body)}")
@@ -161,9 +164,54 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.sent.append(sent)
 
 
+    def _hostile(self, mode: str, body: bytes) -> None:
+        """Servers that would make a careless client hold gigabytes or wait for hours; each
+        stops after a bounded amount (the client must stop long before)."""
+        sent, limit = 0, 64 << 20
+        try:
+            if mode == "endless":                          # 200, no length: the file, then zeros forever
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(body)
+                sent = len(body)
+                while sent < limit:
+                    self.wfile.write(bytes(1 << 16))
+                    sent += 1 << 16
+            elif mode == "overlong":                       # a valid 206, then far more body than announced
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes 0-4095/{len(body)}")
+                self.end_headers()
+                self.wfile.write(body[:4096])
+                while sent < limit:
+                    self.wfile.write(bytes(1 << 16))
+                    sent += 1 << 16
+            elif mode == "gzip":                           # a small body that inflates to 64 MiB
+                bomb = self.gzip_bomb
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes 0-4095/{len(body)}")
+                self.send_header("Content-Encoding", "gzip")
+                self.send_header("Content-Length", str(len(bomb)))
+                self.end_headers()
+                self.wfile.write(bomb)
+            elif mode == "drip":                           # a byte every 0.2 s: no read ever times out
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes 0-4095/{len(body)}")
+                self.send_header("Content-Length", "4096")
+                self.end_headers()
+                for i in range(4096):
+                    self.wfile.write(body[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(0.2)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        self.sent.append(sent)
+
+
 @pytest.fixture(scope="module")
 def plain_server(www):
-    handler = type("Handler", (_Handler,), {"root": www, "sent": []})
+    import gzip
+    handler = type("Handler", (_Handler,), {"root": www, "sent": [],
+                                            "gzip_bomb": gzip.compress(bytes(1 << 26), compresslevel=9)})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -197,6 +245,27 @@ def test_misbehaving_servers_give_one_line_and_no_output(plain_server, tmp_path,
     code, _, err = run(capsys, "decode", f"{base}/{mode}/kodim.ssb", "-o", out)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("mode, message", [
+    ("endless", "unexpected bytes after the last section"),
+    ("overlong", "the server sent more than the 4096 bytes it announced"),
+    ("gzip", "the server compressed the response (Content-Encoding: gzip)"),
+    ("drip", "too slow"),
+])
+def test_hostile_servers_are_cut_off_early(plain_server, tmp_path, capsys, monkeypatch, mode, message):
+    """Bounded memory and time whatever the server does (tracemalloc: the client's own peak)."""
+    import tracemalloc
+    base, _ = plain_server
+    monkeypatch.setenv("SSIC_HTTP_TIMEOUT", "1")
+    tracemalloc.start()
+    try:
+        code, _, err = run(capsys, "inspect", f"{base}/{mode}/kodim.ssb")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert peak < 32 << 20, peak
 
 
 def test_a_header_larger_than_the_first_read_is_read_in_more_requests(nginx, www):

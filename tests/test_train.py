@@ -40,6 +40,7 @@ def data_dir(tmp_path, kodak):
     return tmp_path / "data"
 
 
+@pytest.mark.slow
 def test_train_resume_and_export(tmp_path, data_dir, capsys):
     out = tmp_path / "run"
     args = ["train", "--data", data_dir, "--out", out, "--batch", "2", "--log-every", "1", "--quiet"]
@@ -66,21 +67,18 @@ def test_train_resume_and_export(tmp_path, data_dir, capsys):
     assert [json.loads(line)["step"] for line in (fresh / "log.jsonl").read_text().splitlines()] == [4]
 
 
-def test_init_accepts_another_architecture_only_with_the_same_parameters(tmp_path):
-    """Haar shortcuts have no parameters, so ssic-tinyhaar can warm-start from ssic-tiny2p weights;
-    ssic-conv cannot, and is refused instead of half loaded."""
+def test_init_refuses_weights_of_another_architecture(tmp_path):
+    """Weights start a run of their own architecture; another one (whose parameters differ) is
+    refused instead of half loaded."""
     from ssic_cli.errors import SsicError
     from ssic_cli.model import build_model
     from ssic_cli.train import _init_from_weights
-    (path,) = (ROOT / "weights").glob("ssic-tiny2p-*.pt")
-    warm = build_model("ssic-tinyhaar")
-    steps, images, cpu_s = _init_from_weights(warm, path, "ssic-tinyhaar")
+    from ssic_cli.weights import default_weights_path
+    path = default_weights_path()
+    steps, images, cpu_s = _init_from_weights(build_model("ssic-convhaar"), path, "ssic-convhaar")
     assert steps > 0 and images > 0 and cpu_s > 0
-    shipped = build_model("ssic-tiny2p")
-    _init_from_weights(shipped, path, "ssic-tiny2p")
-    assert all(torch.equal(v, shipped.state_dict()[k]) for k, v in warm.state_dict().items())
     with pytest.raises(SsicError, match="parameters differ"):
-        _init_from_weights(build_model("ssic-conv"), path, "ssic-conv")
+        _init_from_weights(build_model("ssic-tiny2p"), path, "ssic-tiny2p")
 
 
 def test_init_continues_the_z_prior_density_it_was_shipped_with():
@@ -88,16 +86,18 @@ def test_init_continues_the_z_prior_density_it_was_shipped_with():
     it never recovered (z cost ~8x more after 2,000 steps of a campaign stretch)."""
     from ssic_cli.model import build_model
     from ssic_cli.train import _init_from_weights
-    (path,) = (ROOT / "weights").glob("ssic-tiny2p-*.pt")
+    from ssic_cli.weights import default_weights_path
+    path = default_weights_path()
     stored = torch.load(path, weights_only=True)["state_dict"]
-    model = build_model("ssic-tiny2p")
-    _init_from_weights(model, path, "ssic-tiny2p")
+    model = build_model("ssic-convhaar")
+    _init_from_weights(model, path, "ssic-convhaar")
     density = [k for k, v in model.entropy_bottleneck.named_parameters() if not k.endswith("quantiles")]
     assert len(density) >= 6
     for name in density:
         assert torch.equal(model.state_dict()[f"entropy_bottleneck.{name}"], stored[f"entropy_bottleneck.{name}"]), name
 
 
+@pytest.mark.slow
 def test_resume_checks_the_model(tmp_path, data_dir, capsys):
     run = tmp_path / "run"
     args = ["train", "--data", data_dir, "--batch", "2", "--log-every", "1", "--quiet", "--max-steps", "1", "--out", run]
@@ -117,6 +117,7 @@ def test_train_on_a_folder_without_images_is_a_one_line_error(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_distributed_two_cpu_processes(tmp_path, data_dir):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
@@ -128,6 +129,7 @@ def test_distributed_two_cpu_processes(tmp_path, data_dir):
     assert [r["step"] for r in records] == [1, 2] and records[-1]["images"] == 8   # 2 ranks × batch 2 × 2 steps
 
 
+@pytest.mark.slow
 def test_distributed_ranks_checkpoint_together_and_stop_on_the_shared_budget(tmp_path, data_dir):
     """A checkpoint every step (collective: all ranks' RNG states), a stop on the shared CPU budget
     (no rank left waiting in an all-reduce), and a resume that gives each rank back its stream."""
@@ -179,6 +181,7 @@ def test_bf16_autocasts_the_transforms_but_not_the_entropy_model(one_thread):
     assert torch.isfinite(out["bits_y"]).all() and torch.isfinite(out["bits_z"]).all()
 
 
+@pytest.mark.slow
 def test_train_in_bf16_logs_finite_losses(tmp_path, data_dir):
     out = tmp_path / "bf16"
     args = ["train", "--data", data_dir, "--out", out, "--batch", "2", "--log-every", "1", "--quiet",
@@ -202,9 +205,11 @@ def test_auto_precision_takes_whichever_the_timing_says_is_faster(monkeypatch):
 
 
 def test_conv_step_timing_is_a_real_positive_duration():
-    assert 0 < training.conv_step_seconds(False, repeats=1) < 10
+    seconds = training.conv_step_seconds(False, repeats=1)
+    assert isinstance(seconds, float) and 0 < seconds < float("inf")     # no bound: machines differ
 
 
+@pytest.mark.slow
 def test_cpu_budget_decays_the_last_fraction_and_stops_the_run(tmp_path, data_dir):
     opt = TrainOptions(data=tmp_path, out=tmp_path, lr=1e-3, warmup_steps=1, max_cpu_hours=1.0, decay_fraction=0.15)
     assert lr_at(10, opt, cpu_seconds=0.84 * 3600) == pytest.approx(1e-3)
@@ -292,28 +297,6 @@ def test_the_same_seed_trains_the_same_weights(tmp_path, data_dir):
 
 
 @pytest.mark.slow
-def test_tune_trains_the_parameter_path_and_exports_decodable_weights(tmp_path, data_dir, capsys):
-    """ssic tune (transforms frozen) runs, checkpoints, and exports weights that code a file."""
-    shipped = next((ROOT / "weights").glob("ssic-tiny2p-*.pt"))
-    out = tmp_path / "port"
-    args = ["tune", "--init", shipped, "--data", data_dir, "--out", out, "--hours", "0.002", "--batch", "2"]
-    assert main([str(a) for a in args]) == 0
-    assert "stopped at step" in capsys.readouterr().err
-    assert main([str(a) for a in ["tune", "--init", shipped, "--out", out, "--export", tmp_path / "w"]]) == 0
-    (path,) = (tmp_path / "w").glob("ssic-tiny2p-*.pt")
-    from ssic_cli import codec
-    from ssic_cli.mask import single_group
-    from ssic_cli.weights import load_weights
-    lm = load_weights(path)
-    frozen = torch.load(shipped, weights_only=True)["state_dict"]
-    tuned = torch.load(path, weights_only=True)["state_dict"]
-    transforms = [k for k in frozen if k.startswith(("g_a.", "g_s.", "h_a."))]
-    assert transforms and all(torch.equal(frozen[k], tuned[k]) for k in transforms)
-    assert any(not torch.equal(frozen[k], tuned[k]) for k in tuned if k.startswith("param_nets."))
-    img = (np.random.default_rng(0).random((32, 48, 3)) * 255).astype(np.uint8)
-    assert codec.decode(codec.encode(img, single_group(48, 32), 4.0, weights=lm), weights=lm).image.size == (48, 32)
-
-
 def test_the_rounded_rate_proxy_counts_what_the_coder_writes(kodak, one_thread):
     """``--rate-proxy rounded`` counts y's rate on the coded symbols: with trained weights it
     lands within a few % of the bytes the coder really writes, where the noise proxy charges far

@@ -1,10 +1,11 @@
 """``yolo``: Ultralytics YOLO, segmentation weights preferred (instance masks), detection accepted.
 
 Weights come from ``weights=PATH`` (``--detector-weights``) or ``$SSIC_YOLO_WEIGHTS``; without either,
-a few stock names (``yolov8n-seg.pt`` …) are looked for in the current directory and in
+a few stock names (``yolov8n-seg.pt`` …) are looked for in the current directory, in ssic's cache
+(``cache_dir()``: ``$SSIC_CACHE_DIR``, else ``$XDG_CACHE_HOME/ssic`` or ``~/.cache/ssic``) and in
 Ultralytics' weights directory. A bare name that is not found locally is downloaded by
-Ultralytics only when GitHub answers within ~2 s; offline, ssic fails at once with
-``DetectorUnavailable`` saying what to set. ssic never lets Ultralytics pip-install anything:
+Ultralytics into ssic's cache, once, but only when GitHub answers within ~2 s; offline, ssic
+fails at once with ``DetectorUnavailable`` saying what to do. ssic never lets Ultralytics pip-install anything:
 the runtime a weights format needs (``ai-edge-litert`` for ``.tflite``, ``onnxruntime`` for
 ``.onnx`` …) is checked first, and Ultralytics' auto-install is switched off.
 """
@@ -29,6 +30,22 @@ OFFLINE_ENVS = ("SSIC_OFFLINE", "YOLO_OFFLINE")
 DEFAULT_NAMES = ("yolov8n-seg.pt", "yolo11n-seg.pt", "yolov8n-seg_int8.tflite")
 DOWNLOAD_NAME = "yolov8n-seg.pt"
 HINT = f"set {ENV_WEIGHTS}=/path/to/yolov8n-seg.pt (or .tflite) or pass --detector-weights PATH"
+RELEASES = "https://github.com/ultralytics/assets/releases"
+
+
+def cache_dir() -> Path:
+    """Where ssic keeps (and Ultralytics downloads) detector weights."""
+    if os.environ.get("SSIC_CACHE_DIR"):
+        return Path(os.environ["SSIC_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "ssic"
+
+
+def how_to_get_weights() -> str:
+    """One sentence saying how to make person groups possible on a machine without weights."""
+    install = "" if has_module("ultralytics") else "pip install 'ssic[yolo]', then "
+    return (f"{install}put {DOWNLOAD_NAME} (from {RELEASES}) in {cache_dir()}, or pass --detector-weights FILE "
+            f"(or set {ENV_WEIGHTS}); or give the groups yourself with --mask, --boxes or --coco")
 
 # weights format -> (module that must import, pip package): checked before Ultralytics loads it
 _RUNTIMES = {
@@ -76,7 +93,8 @@ def network_reachable(timeout: float = 2.0, host: str = "github.com", port: int 
 def _ultralytics_weights_dir() -> Path | None:
     """Ultralytics' ``weights_dir`` setting, read from its settings file without importing it."""
     base = os.environ.get("YOLO_CONFIG_DIR")
-    root = Path(base) if base else Path.home() / ".config" / "Ultralytics"
+    root = Path(base) / "Ultralytics" if base else \
+        Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "Ultralytics"
     try:
         d = json.loads((root / "settings.json").read_text()).get("weights_dir")
     except (OSError, ValueError, AttributeError):
@@ -101,7 +119,7 @@ def find_local_weights(weights: str | os.PathLike | None = None) -> tuple[Path |
         names = (str(given),)
     else:
         names = DEFAULT_NAMES
-    dirs = [Path.cwd()]
+    dirs = [Path.cwd(), cache_dir()]
     wd = _ultralytics_weights_dir()
     if wd is not None:
         dirs.append(wd)
@@ -138,7 +156,8 @@ def resolve_weights(weights: str | os.PathLike | None = None, *, allow_download:
     """``(weights to load, needs network)``, or ``DetectorUnavailable`` saying what to do.
 
     Local files win; a bare name not found locally (or none given: ``yolov8n-seg.pt``) is
-    left to Ultralytics to download, but only when the network answers within ``timeout``.
+    left to Ultralytics to download into ``cache_dir()`` (the path returned), but only when
+    the network answers within ``timeout``.
     """
     path, why = find_local_weights(weights)
     if path is not None:
@@ -151,14 +170,14 @@ def resolve_weights(weights: str | os.PathLike | None = None, *, allow_download:
         raise DetectorUnavailable(f"{why}; {HINT}")
     if not network_reachable(timeout):
         raise DetectorUnavailable(f"{why} and no network to download {name}; {HINT}")
-    return name, True
+    return str(cache_dir() / name), True
 
 
 def check() -> tuple[bool, str]:
     """Cheap availability: local weights and the runtime they need (no download, no import)."""
     path, why = find_local_weights()
     if path is None:
-        return False, f"{why}; {HINT}"
+        return False, f"{why}; {HINT}; with a network, the default detector downloads {DOWNLOAD_NAME} on first use"
     ok, reason = check_runtime(str(path))
     return (ok, reason) if not ok else (True, f"weights: {path}")
 

@@ -14,6 +14,8 @@ import math
 import numpy as np
 import torch
 
+from ..limits import QUALITY_MAX, QUALITY_MIN
+
 SCALE_MIN, SCALE_MAX, SCALE_LEVELS = 0.11, 256.0, 64
 # Decimal literals parse to the same doubles on every machine, unlike exp() results, so the
 # table is rounded to 6 significant digits before use.
@@ -26,7 +28,7 @@ SYMBOL_LIMIT = 4095       # coded symbols are clipped to [-4095, 4095]
 
 # λ of the 8 anchor qualities (CompressAI's MSE ladder), loss = λ·255²·MSE + bpp.
 LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
-QUALITY_MIN, QUALITY_MAX = 1.0, float(len(LAMBDAS))
+assert len(LAMBDAS) == QUALITY_MAX, "one anchor per whole quality"
 
 
 # Integer form of the scale table's log grid: ln(SCALE_MIN) in units of 2^-8 and the log step

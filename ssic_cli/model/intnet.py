@@ -156,8 +156,3 @@ class IntMaskedConv3x3(nn.Module):
 def to_fixed(x: torch.Tensor) -> torch.Tensor:
     """Integer-valued real tensor (e.g. ẑ − median) -> float64 in units of 2^-ACT_FRAC."""
     return x.double() * _ACT_SCALE
-
-
-def from_fixed(x: torch.Tensor) -> torch.Tensor:
-    """Units of 2^-ACT_FRAC -> real float32 (exact for |x| < 2^24)."""
-    return (x / _ACT_SCALE).float()

@@ -11,7 +11,6 @@ Every layer here mixes information only between positions of the same group:
   neighbour in another group, or in the canvas padding, counts as zero padding).
 * ``HaarDown`` / ``HaarUp``: fixed orthonormal Haar-wavelet shortcuts around a resampling stage
   (block-local like pixel-(un)shuffle, so group-safe).
-* ``SimplifiedGDN``: divisive normalisation across the channels of one position (group-safe).
 
 Tensors are channels-last, ``(N, H, W, C)``; group keys are integer maps ``(N, H, W)``.
 """
@@ -420,20 +419,3 @@ class HaarUp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return pixel_shuffle(self.add_to(x.new_zeros(x.shape[:-1] + (4 * self.cout,)), x))
-
-
-class SimplifiedGDN(nn.Module):
-    """Simplified GDN (Johnston et al., 2019): y = x / (β + γ·|x|) across the channels of one
-    position, or y = x · (β + γ·|x|) with ``inverse`` (IGDN, for the synthesis). β > 0 and γ ≥ 0
-    are kept by squaring (with a small floor on β); γ starts at 0.1·I, β at 1, as in CompressAI."""
-
-    def __init__(self, channels: int, inverse: bool = False):
-        super().__init__()
-        self.inverse = inverse
-        self.beta_root = nn.Parameter(torch.ones(channels))
-        self.gamma_root = nn.Parameter((0.1 * torch.eye(channels)).sqrt())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (N, H, W, C)."""
-        norm = F.linear(x.abs(), self.gamma_root ** 2, self.beta_root ** 2 + 1e-6)
-        return x * norm if self.inverse else x / norm

@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 
 from . import entropy as em
+from . import group_coder
 from .intnet import IntMLP, fake_quant, to_fixed
 from .layers import PAD_KEY
 from .transforms import (AnalysisTransform, HyperAnalysis, HyperSynthesis, SynthesisTransform,
@@ -51,7 +52,6 @@ class ModelConfig:
     refine_scales: tuple[int, ...] = ()    # g_s scales followed by a seam-smoothing GIConvBlock
     kinds: tuple[str, ...] = ("swin",) * 4  # per scale: "swin" (GI Swin) or "res" (dense 3×3 blocks)
     haar: bool = False                      # fixed Haar-wavelet shortcuts around every resampling
-    gdn: bool = False                       # simplified (I)GDN after each Down / before each Up
 
     @property
     def alignment(self) -> int:
@@ -75,26 +75,12 @@ MODEL_CONFIGS = {
     # entropy-parameter path ("p" for portable). Its transforms are those of the earlier float
     # ssic-tiny2 (weights ssic-tiny2-0b789971), whose parameter path could not decode across CPUs.
     "ssic-tiny2p": ModelConfig(refine_scales=(8, 4, 2)),
-    # Candidates of the transform pilots (bench/pilots.py): one group-masked dense 3×3 residual
-    # block per scale around the pixel-(un)shuffle + 1×1 resampling, the same entropy model.
-    "ssic-conv": ModelConfig(dims=(96, 128, 160, 192), depths=(1, 1, 1, 1), kinds=("res",) * 4),
-    # … with a wider latent for the high rates (M = 320, CompressAI's choice above q 5)
-    "ssic-conv320": ModelConfig(dims=(96, 128, 192, 320), depths=(1, 1, 1, 1), kinds=("res",) * 4,
-                                latent=320, slices=10),
-    # … with fixed Haar-wavelet shortcuts around every resampling stage (AuxT, ICLR 2025): the
-    # pilots' winner, trained on by the campaign and shipped
+    # The shipped generation: one group-masked dense 3×3 residual block per scale around the
+    # pixel-(un)shuffle + 1×1 resampling, with fixed Haar-wavelet shortcuts around every
+    # resampling stage (AuxT, ICLR 2025); chosen over GI Swin, GDN and a wider latent by the
+    # transform pilots (docs/training.md; the pilots' configs are retired).
     "ssic-convhaar": ModelConfig(dims=(96, 128, 160, 192), depths=(1, 1, 1, 1), kinds=("res",) * 4,
                                  haar=True),
-    # … with simplified GDN after every down-sampling (inverse GDN before every up-sampling)
-    "ssic-convgdn": ModelConfig(dims=(96, 128, 160, 192), depths=(1, 1, 1, 1), kinds=("res",) * 4, gdn=True),
-    # … with GI Swin attention at 1/16 and 1/8 instead of the residual blocks there
-    "ssic-convswin": ModelConfig(dims=(96, 128, 160, 192), depths=(1, 1, 2, 2), kinds=("res", "res", "swin", "swin"),
-                                 heads=(2, 4, 5, 6)),
-    # Pair 3 of the pilots: the Haar shortcuts (pair 2's clear gain) on the control's GI Swin
-    # transforms, and on residual blocks at 1/2, 1/4 with GI Swin at 1/8, 1/16.
-    "ssic-tinyhaar": ModelConfig(refine_scales=(8, 4, 2), haar=True),
-    "ssic-convhaarswin": ModelConfig(dims=(96, 128, 160, 192), depths=(1, 1, 2, 2),
-                                     kinds=("res", "res", "swin", "swin"), heads=(2, 4, 5, 6), haar=True),
 }
 DEFAULT_MODEL = "ssic-convhaar"     # what new training runs build (the shipped architecture)
 
@@ -141,8 +127,8 @@ class SSICModel(nn.Module):
         super().__init__()
         c = self.config = config
         assert c.latent == c.dims[-1] and c.latent % c.slices == 0
-        self.g_a = AnalysisTransform(c.dims, c.depths, c.heads, c.window, c.kinds, c.haar, c.gdn)
-        self.g_s = SynthesisTransform(c.dims, c.depths, c.heads, c.window, c.kinds, c.refine_scales, c.haar, c.gdn)
+        self.g_a = AnalysisTransform(c.dims, c.depths, c.heads, c.window, c.kinds, c.haar)
+        self.g_s = SynthesisTransform(c.dims, c.depths, c.heads, c.window, c.kinds, c.refine_scales, c.haar)
         self.h_a = HyperAnalysis(c.latent, c.hyper, c.hyper_latent, 4, c.window)
         self.h_s = HyperSynthesis(c.hyper_latent, c.hyper, c.hyper)
         if coding_only:
@@ -277,6 +263,40 @@ class SSICModel(nn.Module):
         """Training: round(z − median), straight-through: what the coder sends and h_s reads."""
         centred = z - self.entropy_bottleneck.quantiles[:, 0, 1].detach()
         return ste_round(centred)
+
+    # ----- the coding contract (see ``group_coder``): what the codec calls --------------------
+    def analyse(self, x: torch.Tensor, block_keys: torch.Tensor, block_size: int) -> group_coder.Analysis:
+        """Encoder, once per tile: y and the hyper-analysis features every group's z comes from."""
+        return group_coder.analyse(self, x, block_keys, block_size)
+
+    def group_latents(self, analysis: group_coder.Analysis, group: int, box16: tuple[int, int, int, int]):
+        """Encoder: (y, z, in_g) of one group on its decoding crop (1/16 box)."""
+        return group_coder.group_latents(self, analysis, group, box16)
+
+    def hyper_tables(self) -> group_coder.HyperTables:
+        """The integer tables ẑ is coded with (built once per loaded model)."""
+        if getattr(self, "_hyper_tables", None) is None:
+            self._hyper_tables = group_coder.hyper_tables(self)
+        return self._hyper_tables
+
+    def quantize_hyper(self, z: torch.Tensor, in_g: torch.Tensor) -> torch.Tensor:
+        """ẑ − median as coded, at the positions the group touches (zero elsewhere)."""
+        return group_coder.quantize_hyper(self, z, in_g)
+
+    def compress_group(self, y_s: torch.Tensor, z_int: torch.Tensor, in_g: torch.Tensor, gains: em.FixedGains,
+                       order: "group_coder.SymbolOrder | None" = None) -> bytes:
+        """One group's section from its scaled latent and quantised hyper latent on its crop."""
+        return group_coder.compress_group(self, y_s, z_int, in_g, gains, order)
+
+    def decompress_group(self, section: bytes, in_g: torch.Tensor, gains: em.FixedGains, *,
+                         scrambled: bool = False, order: "group_coder.SymbolOrder | None" = None) -> torch.Tensor:
+        """ŷ_s (integers, units of 1/64 step) of one group on its crop from its section."""
+        return group_coder.decompress_group(self, section, in_g, gains, scrambled=scrambled, order=order)
+
+    def reconstruct(self, q64: torch.Tensor, block_keys: torch.Tensor, block_size: int,
+                    gains: em.FixedGains) -> torch.Tensor:
+        """Pixels (h, w, 3) uint8 of one group's crop from its decoded ŷ_s."""
+        return group_coder.reconstruct(self, q64, block_keys, block_size, gains)
 
     # ----- coding path (one group, one crop) ---------------------------------------------------
     def group_hyper_exact(self, z_int: torch.Tensor, in_g: torch.Tensor) -> torch.Tensor:

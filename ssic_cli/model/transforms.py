@@ -6,8 +6,7 @@
     ŷ ─GI─Up→C2─GI─Up→C1─GI─Up→C0─GI─Up→3──► x̂
 
 Each GI stage is GI Swin blocks or group-masked dense 3×3 residual blocks (``make_stage``); with
-``haar`` a fixed Haar-wavelet path runs beside each Down / Up (x ← stage(Down x) + Haar x); with
-``gdn`` a simplified GDN follows each Down and an inverse one precedes each Up.
+``haar`` a fixed Haar-wavelet path runs beside each Down / Up (x ← stage(Down x) + Haar x).
 
 The hyper analysis runs once per group (everything else masked to zero) so that ẑ_g, coded
 in group g's section, is all the decoder needs to rebuild g's entropy parameters; the hyper
@@ -19,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from .intnet import IntLinear, IntMaskedConv3x3, IntMLP
-from .layers import (Downsample, GIConvBlock, GIResStage, GIStage, HaarDown, HaarUp, SimplifiedGDN, Upsample,
+from .layers import (Downsample, GIConvBlock, GIResStage, GIStage, HaarDown, HaarUp, Upsample,
                      keys_at_scale, pixel_unshuffle)
 
 
@@ -37,19 +36,17 @@ class AnalysisTransform(nn.Module):
     """``haar``: a fixed Haar-wavelet shortcut beside every down-sampling stage (``HaarDown``)."""
 
     def __init__(self, dims: tuple[int, ...], depths: tuple[int, ...], heads: tuple[int, ...], ws: int,
-                 kinds: tuple[str, ...], haar: bool = False, gdn: bool = False):
+                 kinds: tuple[str, ...], haar: bool = False):
         super().__init__()
         chans = (3,) + tuple(dims)
         self.downs = nn.ModuleList(Downsample(chans[i], chans[i + 1]) for i in range(len(dims)))
-        self.gdn = nn.ModuleList(SimplifiedGDN(c) for c in chans[1:]) if gdn else None
         self.stages = nn.ModuleList(make_stage(*a, ws) for a in zip(kinds, dims, depths, heads))
         self.haar = nn.ModuleList(HaarDown(chans[i], chans[i + 1]) for i in range(len(dims))) if haar else None
 
     def forward(self, x: torch.Tensor, block_keys: torch.Tensor, block_size: int) -> torch.Tensor:
         for i, (down, stage) in enumerate(zip(self.downs, self.stages)):
             patches = pixel_unshuffle(x)                  # shared by the projection and the Haar shortcut
-            d = down.project(patches) if self.gdn is None else self.gdn[i](down.project(patches))
-            y = stage(d, keys_at_scale(block_keys, block_size, 2 ** (i + 1)))
+            y = stage(down.project(patches), keys_at_scale(block_keys, block_size, 2 ** (i + 1)))
             x = y + self.haar[i].project(patches) if self.haar is not None else y
         return x
 
@@ -60,7 +57,7 @@ class SynthesisTransform(nn.Module):
     shortcut beside every up-sampling stage (``HaarUp``, the transpose of the analysis one)."""
 
     def __init__(self, dims: tuple[int, ...], depths: tuple[int, ...], heads: tuple[int, ...], ws: int,
-                 kinds: tuple[str, ...], refine_scales: tuple[int, ...] = (), haar: bool = False, gdn: bool = False):
+                 kinds: tuple[str, ...], refine_scales: tuple[int, ...] = (), haar: bool = False):
         super().__init__()
         dims, depths, heads, kinds = (tuple(reversed(t)) for t in (dims, depths, heads, kinds))
         chans = tuple(dims) + (3,)
@@ -69,7 +66,6 @@ class SynthesisTransform(nn.Module):
         self.refine = nn.ModuleDict({str(2 ** (n - i)): GIConvBlock(d) for i, d in enumerate(dims)
                                      if 2 ** (n - i) in refine_scales})
         self.ups = nn.ModuleList(Upsample(chans[i], chans[i + 1]) for i in range(n))
-        self.igdn = nn.ModuleList(SimplifiedGDN(c, inverse=True) for c in chans[:n]) if gdn else None
         self.haar = nn.ModuleList(HaarUp(chans[i], chans[i + 1]) for i in range(n)) if haar else None
 
     def forward(self, y: torch.Tensor, block_keys: torch.Tensor, block_size: int) -> torch.Tensor:
@@ -80,8 +76,6 @@ class SynthesisTransform(nn.Module):
             h = stage(y, keys)
             if str(scale) in self.refine:
                 h = self.refine[str(scale)](h, keys)
-            if self.igdn is not None:
-                h = self.igdn[i](h)
             y = up(h, (self.haar[i], y) if self.haar is not None else None)
         return y
 
