@@ -31,6 +31,28 @@ def _split_names(values: tuple[str, ...]) -> list[str]:
     return [n.strip() for v in values for n in v.split(",") if n.strip()]
 
 
+def _wanted_groups(values: tuple[str, ...]) -> list[str] | None:
+    """--groups as given: None when the option is absent; naming nothing is a usage error, not
+    "every group" (``-g ""`` from an empty shell variable must not decode everything)."""
+    if not values:
+        return None
+    names = _split_names(values)
+    if not names:
+        raise click.UsageError("--groups names no group")
+    return names
+
+
+class Quality(click.FloatRange):
+    """A quality in range; NaN is refused (it passes every range comparison)."""
+
+    def convert(self, value, param, ctx):
+        import math
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a number in the range {self.min:g}<=x<={self.max:g}", param, ctx)
+        return number
+
+
 class Reporter:
     """stderr diagnostics honouring --quiet / --verbose."""
 
@@ -158,7 +180,7 @@ Examples:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Output .ssb (one input).")
 @click.option("-d", "--out-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Output directory for batch mode (<name>.ssb per input).")
-@click.option("-q", "--quality", type=click.FloatRange(QUALITY_MIN, QUALITY_MAX), default=4.0, show_default=True,
+@click.option("-q", "--quality", type=Quality(QUALITY_MIN, QUALITY_MAX), default=4.0, show_default=True,
               help="Quality, 1 (small) .. 8 (best), fractions allowed.")
 @group_options
 @click.option("--seal", "seal_specs", multiple=True, metavar="GROUPS[:KEYFILE]",
@@ -283,8 +305,13 @@ def _plan_outputs(inputs, output, out_dir, suffix: str) -> list[tuple[Path, Path
     if len(inputs) > 1 and any(str(src) == "-" for src in inputs):
         raise click.UsageError("standard input (-) can only be the one input")
     jobs = [(src, output if output else out_dir / (_stem(src) + suffix)) for src in inputs]
+    claimed: dict[Path, object] = {}
     for src, dst in jobs:
         _refuse_same(src, dst)
+        if dst in claimed:
+            raise click.UsageError(f"{claimed[dst]} and {src} would both write {dst}; "
+                                   "give inputs with different names, or run them in separate batches")
+        claimed[dst] = src
     return jobs
 
 
@@ -321,8 +348,12 @@ def _run_batch(plan, work, rep: Reporter, workers: int = 1) -> dict:
         from concurrent.futures import ProcessPoolExecutor, as_completed
         context = multiprocessing.get_context("spawn")        # no forked torch thread pools
         with ProcessPoolExecutor(min(workers, len(plan)), mp_context=context, initializer=_init_worker) as pool:
-            for future in as_completed([pool.submit(_guarded, work, src, dst) for src, dst in plan]):
-                account(future.result())
+            futures = {pool.submit(_guarded, work, src, dst): src for src, dst in plan}
+            for future in as_completed(futures):
+                try:
+                    account(future.result())
+                except Exception as exc:          # noqa: BLE001 - the worker process itself died
+                    account((f"{futures[future]}: internal error (worker: {exc.__class__.__name__})", 0))
     else:
         for src, dst in plan:
             account(_guarded(work, src, dst))
@@ -334,11 +365,15 @@ def _run_batch(plan, work, rep: Reporter, workers: int = 1) -> dict:
 
 
 def _guarded(work, src, dst) -> tuple[str | None, int]:
-    """(error message or None, exit code of the file): what crosses back from a worker."""
+    """(error message or None, exit code of the file): what crosses back from a worker. Any
+    failure of one file, an internal one included, costs that file only; the message names it."""
     try:
         return None, work(src, dst) or 0
     except SsicError as exc:
-        return str(exc), 0
+        message = str(exc)
+    except Exception as exc:                      # noqa: BLE001 - a batch goes on past one bad file
+        message = f"internal error ({exc.__class__.__name__}: {exc})"
+    return (message if message.startswith(str(src)) else f"{src}: {message}"), 0
 
 
 def _init_worker() -> None:
@@ -399,7 +434,7 @@ def decode(inputs, output, out_dir, groups, background, key_files, passphrase_en
     rep = Reporter(quiet, verbose)
     plan = _plan_outputs(inputs, output, out_dir, ".png")
     keys = [key_from_file(p) for p in key_files] + [key_from_env(v) for v in passphrase_envs]
-    work = functools.partial(_decode_one, groups=_split_names(groups) or None, background=background, keys=keys,
+    work = functools.partial(_decode_one, groups=_wanted_groups(groups), background=background, keys=keys,
                              weights=weights, allow_missing=allow_missing, rep=rep)
     _exit_for(_run_batch(plan, work, rep, jobs), allow_missing)
 
@@ -485,7 +520,7 @@ def extract(input, groups, output, verbose):
     from .imageio import write_bytes_atomic
     _refuse_same(input, output)
     ssb = _open_ssb(input)
-    data = container.extract(ssb, _split_names(groups))
+    data = container.extract(ssb, _wanted_groups(groups))
     _report_transfer(ssb, Reporter(verbose=verbose))
     write_bytes_atomic(data, output)
 

@@ -48,10 +48,16 @@ def read_stdin() -> bytes:
 
 def write_stdout(data: bytes) -> None:
     """Write finished output to standard output; never binary to a terminal."""
-    if sys.stdout.isatty():
+    out = sys.stdout
+    if out is None or getattr(out, "buffer", None) is None or out.closed:
+        raise SsicError("standard output is closed; give -o FILE")
+    if out.isatty():
         raise SsicError("refusing to write binary data to a terminal; redirect it (> file) or pipe it")
-    sys.stdout.buffer.write(data)
-    sys.stdout.buffer.flush()
+    try:
+        out.buffer.write(data)
+        out.buffer.flush()
+    except (BrokenPipeError, ValueError, OSError) as exc:
+        raise SsicError(f"cannot write to standard output ({exc.__class__.__name__})") from None
 
 
 def load_image(path: Path, max_pixels: int | None = None) -> InputImage:

@@ -154,6 +154,49 @@ def test_batch_one_line_per_failure(tmp_path, photo, capsys):
     assert sum("ssic: error:" in line for line in err.splitlines()) == 1
 
 
+def test_careless_options_are_usage_errors_before_any_work(tmp_path, photo, ssb, capsys):
+    assert run(capsys, "encode", photo, "-o", tmp_path / "a.ssb", "-q", "nan")[0] == 1
+    code, _, err = run(capsys, "decode", ssb, "-o", tmp_path / "a.png", "-g", "")
+    assert code == 1 and "--groups names no group" in err and not (tmp_path / "a.png").exists()
+    assert run(capsys, "extract", ssb, "-g", ",", "-o", tmp_path / "b.ssb")[0] == 1
+
+
+def test_batch_inputs_with_the_same_name_are_refused(tmp_path, photo, capsys):
+    for folder in ("x", "y"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "same.jpg").write_bytes(photo.read_bytes())
+    out = tmp_path / "out"
+    out.mkdir()
+    code, _, err = run(capsys, "encode", tmp_path / "x" / "same.jpg", tmp_path / "y" / "same.jpg", "-d", out)
+    assert code == 1 and "would both write" in err and list(out.iterdir()) == []
+
+
+def test_a_batch_goes_on_past_an_internal_error_and_names_each_failed_file(tmp_path, ssb, capsys, monkeypatch):
+    from ssic_cli import codec
+    real = codec.decode
+    calls = []
+
+    def flaky(data, *args, **kw):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        return real(data, *args, **kw)
+
+    monkeypatch.setattr(codec, "decode", flaky)
+    garbage = tmp_path / "garbage.ssb"
+    garbage.write_bytes(b"not an ssb at all")
+    out = tmp_path / "out"
+    out.mkdir()
+    copy = tmp_path / "copy.ssb"
+    copy.write_bytes(ssb.read_bytes())
+    code, _, err = run(capsys, "decode", ssb, garbage, copy, "-d", out)
+    lines = [line for line in err.splitlines() if "ssic: error:" in line]
+    assert code == 2 and len(lines) == 2 and (out / "copy.png").exists()
+    assert any(str(ssb) in line and "internal error (RuntimeError: boom)" in line for line in lines)
+    assert any(str(garbage) in line and "not an .ssb file" in line for line in lines)
+    assert "1 of 3 files done, 2 failed" in err
+
+
 def _save(tmp_path, name, img: Image.Image, **kw):
     path = tmp_path / name
     img.save(path, **kw)
@@ -277,7 +320,8 @@ def test_parallel_batches_encode_and_decode_with_one_line_per_failure(tmp_path, 
         assert run(capsys, "decode", ssb_dir / f"img{i}.ssb", "-o", alone)[0] == 0
         assert np.array_equal(np.asarray(Image.open(png_dir / f"img{i}.png")), np.asarray(Image.open(alone)))
     code, _, err = run(capsys, "decode", *sorted(ssb_dir.iterdir()), "-d", png_dir, "-g", "unicorn", "-j", "2")
-    assert code == 2 and err.count("ssic: error: unknown group 'unicorn'") == 3 and "0 of 3 files done" in err
+    assert code == 2 and err.count("ssic: error: ") == 3 and "0 of 3 files done" in err
+    assert all(f"img{i}.ssb: unknown group 'unicorn'" in err for i in range(3))     # each line names its file
 
 
 # ----- help and notices ---------------------------------------------------------------------------
@@ -314,3 +358,12 @@ def test_batch_says_where_groups_come_from_once_per_run(tmp_path, kodak, capsys,
     code, _, err = run(capsys, "encode", "img0.png", "img1.png", "-d", "out", "-j", "2")
     assert code == 0, err
     assert err.count("no person groups") == 1 and "--detector-weights" in err and "regions from" not in err, err
+
+
+def test_extract_to_a_closed_standard_output_is_one_line(ssb):
+    import subprocess
+    import sys
+    done = subprocess.run(["bash", "-c", f'"{sys.executable}" -m ssic_cli extract "{ssb}" -g background -o - >&-'],
+                          capture_output=False, stderr=subprocess.PIPE, text=True)
+    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0, done.stderr
+    assert "standard output" in done.stderr
