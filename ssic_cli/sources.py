@@ -51,12 +51,8 @@ def open_source(obj) -> "MemorySource | FileSource | PathSource | StreamSource |
     name = os.fsdecode(obj)
     try:
         mode = os.stat(obj).st_mode
-    except FileNotFoundError:
-        raise SsicError(f"{name}: no such file") from None
-    except PermissionError:
-        raise SsicError(f"{name}: permission denied") from None
     except OSError as exc:
-        raise SsicError(f"cannot read {name}: {exc.strerror or exc}") from None
+        raise _unreadable(name, exc) from None
     if stat.S_ISDIR(mode):
         raise SsicError(f"{name} is a directory")
     if stat.S_ISREG(mode):
@@ -78,7 +74,7 @@ def _open_special(path, mode: int, name: str):
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb", buffering=0)
     except OSError as exc:
-        raise SsicError(f"cannot read {name}: {exc.strerror or exc}") from None
+        raise _unreadable(name, exc) from None
 
 
 # ----- local sources -------------------------------------------------------------------------------
@@ -129,10 +125,8 @@ class PathSource(FileSource):
         name = os.fsdecode(path)
         try:
             fp = open(path, "rb")
-        except PermissionError:
-            raise SsicError(f"{name}: permission denied") from None
         except OSError as exc:
-            raise SsicError(f"cannot read {name}: {exc.strerror or exc}") from None
+            raise _unreadable(name, exc) from None
         self._stamp = _stamp(os.fstat(fp.fileno()))
         super().__init__(fp, name)
 
@@ -189,6 +183,15 @@ class StreamSource:
     def crc(self, offset: int, n: int) -> int:
         self.available(offset + n)
         return zlib.crc32(memoryview(self._buf)[offset:offset + n])
+
+
+def _unreadable(name: str, exc: OSError) -> SsicError:
+    """The one-line error for a local file that cannot be opened or read."""
+    if isinstance(exc, FileNotFoundError):
+        return SsicError(f"{name}: no such file")
+    if isinstance(exc, PermissionError):
+        return SsicError(f"{name}: permission denied")
+    return SsicError(f"cannot read {name}: {exc.strerror or exc}")
 
 
 def _stamp(st: os.stat_result) -> tuple:
