@@ -19,8 +19,8 @@ progress goes to stderr.
     python -m bench.rd --out bench/results/rd_kodak.json
     python -m bench.rd --images 3 --qualities 2,5,8 --skip-classic --out /tmp/rd.json
     python -m bench.rd --photos runs/holdout --out bench/results/rd_holdout.json   # held out
-    python -m bench.rd --photos runs/holdout --effort 32 --single-only \\
-        --classic-from bench/results/rd_holdout.json --out /tmp/rd_e32.json   # classic curves reused
+    python -m bench.rd --photos runs/holdout --effort 7 --single-only \\
+        --classic-from bench/results/rd_holdout.json --out /tmp/rd_e7.json   # classic curves reused
 """
 from __future__ import annotations
 
@@ -413,8 +413,8 @@ def parse_args(argv):
                     help="block size of the structuring-cost masks (default: %(default)s, the CLI's)")
     ap.add_argument("--single-only", action="store_true",
                     help="ssic as one group only (no grouped run, no structuring cost): half the time")
-    ap.add_argument("--effort", type=int, default=0, metavar="STEPS",
-                    help="ssic encoder effort (latent refinement steps, `ssic encode -e`; default: %(default)s)")
+    ap.add_argument("--effort", type=int, choices=range(10), default=0, metavar="0-9",
+                    help="ssic encoder effort level (`ssic encode -e`; default: %(default)s)")
     ap.add_argument("--seed", type=int, default=2023, help="seed of the irregular masks (default: %(default)s)")
     ap.add_argument("--published", default=DEFAULT_PUBLISHED,
                     help="curves from anchors/kodak_published_rd.json, comma-separated, '' for none "

@@ -125,8 +125,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quality", type=float, default=4.0)
     ap.add_argument("--batch", type=int, default=8, help="images in the -j batch runs")
     ap.add_argument("--out", type=Path)
-    ap.add_argument("--effort", type=int, default=16,
-                    help="also time one encode at this effort (`ssic encode -e`), 0: skip (default: %(default)s)")
+    ap.add_argument("--effort", type=int, choices=range(10), default=4, metavar="0-9",
+                    help="also time one encode at this effort level (`ssic encode -e`), 0: skip (default: %(default)s)")
     ap.add_argument("--child", choices=["encode", "decode"])
     ap.add_argument("--ssb", type=Path)
     args = ap.parse_args(argv)

@@ -4,7 +4,7 @@ The library in four calls (see ``api``): ``encode(image, …) -> bytes``, ``deco
 ``inspect(source)`` and ``extract(source, groups)``.
 """
 
-__version__ = "0.6.0"
+__version__ = "0.7.0"
 
 from .api import decode, encode, extract, inspect  # noqa: E402  (after __version__: the CLI reads it)
 from .errors import SsicError  # noqa: E402

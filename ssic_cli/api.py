@@ -34,23 +34,31 @@ def encode(image: "Image.Image | np.ndarray", *, quality: float = 4.0,
            groups: "GroupMask | str | None" = None, policy: "GroupPolicy | None" = None,
            effort: int = 0, seal: Optional[Mapping[str, Key]] = None,
            scramble: Optional[Mapping[str, Key]] = None, weights: "str | os.PathLike | None" = None,
-           tile_size: Optional[int] = None, warn: Optional[Callable[[str], None]] = None) -> bytes:
+           tile_size: Optional[int] = None, alpha: str = "refuse",
+           warn: Optional[Callable[[str], None]] = None) -> bytes:
     """Compress an image into ``.ssb`` bytes.
 
-    ``image``: a PIL image (any mode; grey stays grey) or a uint8 array, (H, W) grey or
-    (H, W, 3) RGB. ``quality``: 1 (smallest) .. 8 (best), fractions allowed. ``groups``: ``None``
+    ``image``: a PIL image (any mode; grey stays grey) or a uint8 array, (H, W) grey,
+    (H, W, 2) grey + alpha, (H, W, 3) RGB or (H, W, 4) RGBA. ``alpha``: alpha is not coded, so an
+    image with transparent pixels is refused (``"refuse"``), composited onto white
+    (``"flatten"``) or coded with the colours its transparency hides (``"ignore"``); a fully
+    opaque alpha channel is simply dropped. Of an animation the first frame is coded (``warn`` is
+    told). ``quality``: 1 (smallest) .. 8 (best), fractions allowed. ``groups``: ``None``
     for one group (``background``) covering the image; ``"auto"`` for the CLI's default detector
     (YOLO where its weights are found or can be downloaded, else saliency); a detector name
     (``yolo``, ``saliency``, ``grid``, ``people``, ``faces``, …); or a ``GroupMask`` of your own
     (``ssic_cli.mask``). ``policy`` turns detector regions into groups (``mask.GroupPolicy``).
-    ``effort``: encoder effort (0: plain; more: slower, smaller files, same decoder). ``seal`` /
+    ``effort``: encoder effort level 0–9 (0: plain; each level about twice the work of the one
+    before for smaller files; same decoder; docs/effort.md). ``seal`` /
     ``scramble``: {group name or class: key} to encrypt or scramble those groups (see
     docs/SECURITY.md). ``warn`` receives notes (e.g. a name to seal that the image has no group
     for). Raises ``SsicError`` (one line) for bad input.
     """
     from . import codec
     from .imageio import from_array, from_pil
-    img = from_array(image) if isinstance(image, np.ndarray) else from_pil(image)
+    img = from_array(image, alpha) if isinstance(image, np.ndarray) else from_pil(image, alpha)
+    if img.warning and warn:
+        warn(img.warning)
     mask = _group_mask(img.rgb, groups, policy, warn)
     return codec.encode(img.rgb, mask, quality, channels=img.channels, weights=weights,
                         seal=_keys_by_name(seal), scramble=_keys_by_name(scramble), tile_size=tile_size,

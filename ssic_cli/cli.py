@@ -4,15 +4,18 @@ Exit codes: 0 success, 1 usage error, 2 bad input or data (unreadable image, dam
 forged .ssb, unknown group, mismatched weights), 3 internal error, 4 incomplete decode (the
 image was written, but some wanted groups are missing from it: damaged, undecodable, sealed
 without a key, extracted away, or shown scrambled; ``--allow-missing`` turns this into 0),
-130 interrupted. Warnings of the libraries underneath (torch, compressai) are not shown unless
-``SSIC_DEBUG`` is set: they are not the user's business.
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM). Warnings of the libraries underneath (torch,
+compressai) are not shown unless ``SSIC_DEBUG`` is set: they are not the user's business.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -22,7 +25,9 @@ from . import __version__
 from .errors import SsicError
 from .limits import QUALITY_MAX, QUALITY_MIN
 
-EXIT_USAGE, EXIT_DATA, EXIT_INTERNAL, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 1, 2, 3, 4, 130
+EXIT_USAGE, EXIT_DATA, EXIT_INTERNAL, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 3, 4, 130, 143
+# Per effort level: measured time and gain (docs/effort.md has the table and how it was made).
+EFFORT_HELP = "Seconds per megapixel / fewer bytes than -e 0 at equal PSNR (Kodak): see docs/effort.md."
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -40,6 +45,19 @@ def _wanted_groups(values: tuple[str, ...]) -> list[str] | None:
     if not names:
         raise click.UsageError("--groups names no group")
     return names
+
+
+class Terminated(SystemExit):
+    """SIGTERM as an exception, so that it unwinds like Ctrl-C: atomic writes remove their
+    temporary file on the way out, and no ``except Exception`` swallows it. A SystemExit, so a
+    batch worker stopped between two files exits quietly with its code."""
+
+    def __init__(self):
+        super().__init__(EXIT_TERMINATED)
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
 
 
 class Quality(click.FloatRange):
@@ -140,6 +158,15 @@ def group_options(fn):
     return command
 
 
+def alpha_option(fn):
+    """--alpha: what to do with transparent pixels (shared by ``encode`` and ``mask``, which
+    shows what encode would group)."""
+    from .imageio import ALPHA_MODES
+    return click.option("--alpha", type=click.Choice(ALPHA_MODES), default=ALPHA_MODES[0], show_default=True,
+                        help="Transparent pixels (alpha is not coded): refuse the image, flatten it onto white, "
+                        "or ignore alpha and code the colours it hides. A fully opaque alpha is always fine.")(fn)
+
+
 def _complete_detectors(ctx, param, incomplete):
     from .detect import detector_names
     return [n for n in ["none", *detector_names()] if n.startswith(incomplete)]
@@ -182,6 +209,7 @@ Examples:
               help="Output directory for batch mode (<name>.ssb per input).")
 @click.option("-q", "--quality", type=Quality(QUALITY_MIN, QUALITY_MAX), default=4.0, show_default=True,
               help="Quality, 1 (small) .. 8 (best), fractions allowed.")
+@alpha_option
 @group_options
 @click.option("--seal", "seal_specs", multiple=True, metavar="GROUPS[:KEYFILE]",
               help="Encrypt these groups' sections (AES-256-GCM); a group name or class, comma-separated; "
@@ -195,16 +223,16 @@ Examples:
 @click.option("--tile", "tile_size", type=click.IntRange(0, 16384), metavar="PIXELS",
               help="Code the image in tiles of at most PIXELS a side (a multiple of 128, or 0 for one tile). "
               "Default: tiles of 1024 for images over 1.5 MP, which keeps memory under ~2 GB at any size.")
-@click.option("-e", "--effort", type=click.IntRange(0, 1000), default=0, show_default=True, metavar="STEPS",
-              help="Encoder effort: gradient steps that refine the latents for this image (smaller files at the "
-              "same quality; each step costs about two encodes). Decoding is unchanged.")
+@click.option("-e", "--effort", type=click.IntRange(0, 9), default=0, show_default=True, metavar="0-9",
+              help="Encoder effort: 0 is the plain encoder; each level refines the latents about twice as long as "
+              "the one before for smaller files at the same quality (decoding is unchanged). " + EFFORT_HELP)
 @click.option("--weights", type=click.Path(path_type=Path), help="Codec weights (default: the shipped ones).")
 @click.option("-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True,
               help="Worker processes for a batch (one torch thread each).")
 @click.option("--quiet", is_flag=True, help="Print nothing but errors.")
 @click.option("-v", "--verbose", is_flag=True, help="Say more about each file.")
-def encode(inputs, output, out_dir, quality, sources, policy, seal_specs, scramble_specs, key_file, passphrase_env,
-           tile_size, effort, weights, jobs, quiet, verbose):
+def encode(inputs, output, out_dir, quality, alpha, sources, policy, seal_specs, scramble_specs, key_file,
+           passphrase_env, tile_size, effort, weights, jobs, quiet, verbose):
     """Compress images into .ssb files (- for standard input / output)."""
     rep = Reporter(quiet, verbose)
     if tile_size is not None:
@@ -221,7 +249,8 @@ def encode(inputs, output, out_dir, quality, sources, policy, seal_specs, scramb
     policy = policy.first(*(name.split("#")[0] for kind in protect.values() for name in kind))
     sources = _choose_detector(sources, policy, rep)
     work = functools.partial(_encode_one, quality=quality, grouping=(sources, policy), weights=weights, rep=rep,
-                             protect=protect, tile_size=tile_size, effort=effort, detail=len(plan) == 1)
+                             protect=protect, tile_size=tile_size, effort=effort, detail=len(plan) == 1,
+                             alpha=alpha)
     _exit_for(_run_batch(plan, work, rep, jobs), allow_missing=True)
 
 
@@ -259,21 +288,48 @@ def _protection_keys(specs: tuple[str, ...], key_file, passphrase_env, option: s
 
 
 def _encode_one(src: Path, dst: Path, quality: float, grouping: tuple, weights, rep: Reporter,
-                protect: dict | None = None, tile_size: int | None = None, effort: int = 0, detail: bool = True) -> int:
+                protect: dict | None = None, tile_size: int | None = None, effort: int = 0, detail: bool = True,
+                alpha: str = "refuse") -> int:
     from . import codec
-    from .imageio import load_image, write_bytes_atomic
-    img = load_image(src)
-    if img.note:
-        rep.debug(f"{src}: {img.note}")
+    from .imageio import write_bytes_atomic
+    img = _load(src, alpha, rep)
     gm = _group_mask(img.rgb, src, *grouping, log=rep.info if detail else rep.debug)
     protect = protect or {}
     data = codec.encode(img.rgb, gm, quality, channels=img.channels, weights=weights,
                         seal=protect.get("seal"), scramble=protect.get("scramble"), tile_size=tile_size,
-                        effort=effort, warn=lambda msg: rep.warn(f"{src}: {msg}"))
+                        effort=effort, warn=lambda msg: rep.warn(f"{src}: {msg}"),
+                        progress=_effort_bar(rep, effort, detail))
     write_bytes_atomic(data, dst)
     h, w = img.rgb.shape[:2]
     rep.debug(f"{src} -> {dst}: {len(data)} bytes, {len(data) * 8 / (w * h):.4f} bpp, groups: {', '.join(gm.names)}")
     return 0
+
+
+def _effort_bar(rep: Reporter, effort: int, detail: bool):
+    """A progress bar for refinement (one file at a time, on a terminal): level 5 and up take
+    minutes; a batch has its own bar over files instead."""
+    if not (detail and effort >= 5 and not rep.quiet and sys.stderr.isatty()):
+        return lambda done, total: None
+    from tqdm import tqdm
+    bar = tqdm(unit="step", file=sys.stderr, desc=f"effort {effort}", leave=False)
+
+    def show(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+    return show
+
+
+def _load(src, alpha: str, rep: Reporter):
+    """The input image; what was done to it said on request, what the user must know always."""
+    from .imageio import load_image
+    img = load_image(src, alpha=alpha)
+    if img.note:
+        rep.debug(f"{src}: {img.note}")
+    if img.warning:
+        rep.warn(img.warning)
+    return img
 
 
 def _choose_detector(sources, policy, rep: Reporter):
@@ -304,6 +360,10 @@ def _plan_outputs(inputs, output, out_dir, suffix: str) -> list[tuple[Path, Path
         raise SsicError(f"output directory {out_dir} does not exist")
     if len(inputs) > 1 and any(str(src) == "-" for src in inputs):
         raise click.UsageError("standard input (-) can only be the one input")
+    if len(inputs) == 1:
+        _require_inputs(inputs)         # a batch goes on past a missing file: one line for it
+    if output:
+        _require_output_dir(output)
     jobs = [(src, output if output else out_dir / (_stem(src) + suffix)) for src in inputs]
     claimed: dict[Path, object] = {}
     for src, dst in jobs:
@@ -313,6 +373,25 @@ def _plan_outputs(inputs, output, out_dir, suffix: str) -> list[tuple[Path, Path
                                    "give inputs with different names, or run them in separate batches")
         claimed[dst] = src
     return jobs
+
+
+def _require_inputs(inputs) -> None:
+    """A missing input file fails the run at once, before torch loads; ``-`` and URLs are only
+    found out when read."""
+    from .imageio import is_stdio
+    from .sources import is_url
+    missing = [src for src in inputs if not (is_stdio(src) or is_url(str(src)) or Path(src).exists())]
+    if missing:
+        more = f" (and {len(missing) - 1} more missing inputs)" if len(missing) > 1 else ""
+        raise SsicError(f"{missing[0]}: no such file{more}")
+
+
+def _require_output_dir(output: Path) -> None:
+    """The folder of ``-o`` must exist: said before the work, not after it (atomic.py, which
+    writes the file, would only find out then)."""
+    from .imageio import is_stdio
+    if not is_stdio(output) and not output.parent.is_dir():
+        raise SsicError(f"output directory {output.parent} does not exist")
 
 
 def _stem(src) -> str:
@@ -344,16 +423,7 @@ def _run_batch(plan, work, rep: Reporter, workers: int = 1) -> dict:
         bar.update(1)
 
     if workers > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-        context = multiprocessing.get_context("spawn")        # no forked torch thread pools
-        with ProcessPoolExecutor(min(workers, len(plan)), mp_context=context, initializer=_init_worker) as pool:
-            futures = {pool.submit(_guarded, work, src, dst): src for src, dst in plan}
-            for future in as_completed(futures):
-                try:
-                    account(future.result())
-                except Exception as exc:          # noqa: BLE001 - the worker process itself died
-                    account((f"{futures[future]}: internal error (worker: {exc.__class__.__name__})", 0))
+        _run_pool(plan, work, account, workers)
     else:
         for src, dst in plan:
             account(_guarded(work, src, dst))
@@ -362,6 +432,28 @@ def _run_batch(plan, work, rep: Reporter, workers: int = 1) -> dict:
     rep.info(f"{done} of {len(plan)} files done" + (f", {counts['failed']} failed" if counts["failed"] else "")
              + (f", {counts['incomplete']} incomplete" if counts["incomplete"] else ""))
     return counts
+
+
+def _run_pool(plan, work, account, workers: int) -> None:
+    """``account`` the outcome of each planned file, run by ``workers`` spawned processes (no
+    forked torch thread pools), one torch thread each."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(workers, len(plan)), mp_context=context, initializer=_init_worker) as pool:
+        try:
+            # A process started with Ctrl-C ignored keeps it ignored: the workers, spawned by
+            # submit, are deaf to it from birth, not only once _init_worker has run.
+            with _handling(signal.SIGINT, signal.SIG_IGN):
+                futures = {pool.submit(_in_worker, work, src, dst): src for src, dst in plan}
+            for future in as_completed(futures):
+                try:
+                    account(future.result())
+                except Exception as exc:          # noqa: BLE001 - the worker process itself died
+                    account((f"{futures[future]}: internal error (worker: {exc.__class__.__name__})", 0))
+        except BaseException:                     # Ctrl-C or SIGTERM: stop now, not after the queued files
+            _stop(pool)
+            raise
 
 
 def _guarded(work, src, dst) -> tuple[str | None, int]:
@@ -377,11 +469,50 @@ def _guarded(work, src, dst) -> tuple[str | None, int]:
 
 
 def _init_worker() -> None:
-    """A batch worker: one compute thread (the processes are the parallelism), no library chatter."""
+    """A batch worker: one compute thread (the processes are the parallelism), no library chatter.
+    Ctrl-C is the parent's to answer (the terminal sends it to the workers too); SIGTERM, which the
+    parent sends to stop a worker, unwinds the file in progress (set last: before, the default
+    action ends a worker that has written nothing)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ["OMP_NUM_THREADS"] = "1"
     warnings.simplefilter("ignore")
     import torch
     torch.set_num_threads(1)
+    signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def _in_worker(work, src, dst) -> tuple[str | None, int]:
+    """``_guarded`` in a batch worker. Terminated has removed the file in progress on its way up;
+    the process then ends at once, before the pool hands it another file."""
+    try:
+        return _guarded(work, src, dst)
+    except Terminated:
+        os._exit(EXIT_TERMINATED)
+
+
+def _stop(pool) -> None:
+    """Cancel the files not started and stop the workers (SIGTERM: each removes the temporary file
+    of the one it is writing). ``_processes`` (read before shutdown clears it): Python < 3.14 has
+    no public way to stop them."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with contextlib.suppress(OSError, ValueError):
+            process.terminate()
+
+
+@contextlib.contextmanager
+def _handling(signum, handler):
+    """``handler`` for ``signum`` inside the block, the previous one after it. Only the main
+    thread may set handlers (and signals reach only it): elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signum, previous)
 
 
 def _exit_for(counts: dict, allow_missing: bool) -> None:
@@ -433,6 +564,8 @@ def decode(inputs, output, out_dir, groups, background, key_files, passphrase_en
     from .crypto import key_from_env, key_from_file
     rep = Reporter(quiet, verbose)
     plan = _plan_outputs(inputs, output, out_dir, ".png")
+    for _, dst in plan:
+        _output_format(dst)             # an unknown image type fails before any file is read
     keys = [key_from_file(p) for p in key_files] + [key_from_env(v) for v in passphrase_envs]
     work = functools.partial(_decode_one, groups=_wanted_groups(groups), background=background, keys=keys,
                              weights=weights, allow_missing=allow_missing, rep=rep)
@@ -441,9 +574,11 @@ def decode(inputs, output, out_dir, groups, background, key_files, passphrase_en
 
 def _decode_one(input, output: Path, groups, background: str, keys, weights, allow_missing: bool,
                 rep: Reporter) -> int:
-    from . import codec, container
+    from . import container
     from .imageio import save_image
     ssb = _open_ssb(input)
+    container.select_groups(ssb.header, groups)      # an unknown name fails on the header, before torch
+    from . import codec
     fmt = _output_format(output)
     if fmt in ("JPEG", "BMP") and background == "transparent":
         background = "white"            # also for groups that turn out sealed, absent or damaged
@@ -519,6 +654,7 @@ def extract(input, groups, output, verbose):
     from . import container             # not codec: copying sections needs no torch
     from .imageio import write_bytes_atomic
     _refuse_same(input, output)
+    _require_output_dir(output)
     ssb = _open_ssb(input)
     data = container.extract(ssb, _wanted_groups(groups))
     _report_transfer(ssb, Reporter(verbose=verbose))
@@ -559,17 +695,21 @@ Examples:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Overlay image: each group tinted and labelled, block grid drawn.")
 @group_options
+@alpha_option
 @click.option("--json", "as_json", is_flag=True, help="Also print the groups (name, class, blocks) as JSON on stdout.")
 @click.option("--quiet", is_flag=True, help="Print nothing but errors.")
-def mask_cmd(input, output, sources, policy, as_json, quiet):
+def mask_cmd(input, output, sources, policy, alpha, as_json, quiet):
     """Show the groups an image would be split into, before encoding it."""
-    from .imageio import load_image, save_image
+    from .imageio import save_image
     from .overlay import render_overlay
     rep = Reporter(quiet)
     _refuse_same(input, output)
-    img = load_image(input)
+    _require_inputs([input])
+    _require_output_dir(output)
+    fmt = _output_format(output)
+    img = _load(input, alpha, rep)
     gm = _group_mask(img.rgb, input, _choose_detector(sources, policy, rep), policy, rep.info)
-    save_image(render_overlay(img.rgb, gm), output, _output_format(output))
+    save_image(render_overlay(img.rgb, gm), output, fmt)
     if as_json:
         click.echo(json.dumps({"block_size": gm.block_size, "groups": [
             {"name": n, "class": c, "blocks": gm.block_count(i)} for i, (n, c) in enumerate(zip(gm.names, gm.labels))]},
@@ -680,6 +820,14 @@ def main(argv=None) -> int:
     """Run the CLI with ssic's exit codes (Click's defaults differ: usage errors are 2 there)."""
     if not os.environ.get("SSIC_DEBUG"):
         warnings.simplefilter("ignore")            # torch / compressai deprecation chatter
+    # SIGTERM's default action could kill the process between a temporary file's write and its
+    # rename, leaving the file behind; as an exception it unwinds through atomic.py's cleanup.
+    with _handling(signal.SIGTERM, _raise_terminated):
+        return _run(argv)
+
+
+def _run(argv) -> int:
+    """The CLI, each way out turned into ssic's exit code and at most one line."""
     try:
         cli.main(args=argv, prog_name="ssic", standalone_mode=False)
         return 0
@@ -697,6 +845,9 @@ def main(argv=None) -> int:
     except (click.Abort, KeyboardInterrupt):
         click.echo("ssic: interrupted", err=True)
         return EXIT_INTERRUPTED
+    except Terminated:
+        click.echo("ssic: terminated", err=True)
+        return EXIT_TERMINATED
     except SystemExit as exc:
         if isinstance(exc.code, int):
             return exc.code

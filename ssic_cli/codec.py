@@ -33,7 +33,7 @@ from .mask import GroupMask
 from .model import entropy as em
 from .model.layers import PAD_KEY
 from .model.transforms import keys_at_scale
-from .refine import refine_group
+from . import refine
 from .weights import LoadedModel, load_weights, weights_for_file
 
 BACKGROUNDS = {"transparent": None, "gray": 128, "black": 0, "white": 255}
@@ -135,7 +135,8 @@ def encode(rgb: np.ndarray, group_mask: GroupMask, quality: float = 4.0, *, chan
            weights=None, seal: Optional[dict[str, crypto.KeyMaterial]] = None,
            scramble: Optional[dict[str, crypto.KeyMaterial]] = None, max_pixels: Optional[int] = None,
            tile_size: Optional[int] = None, effort: int = 0,
-           warn: Callable[[str], None] = lambda msg: None) -> bytes:
+           warn: Callable[[str], None] = lambda msg: None,
+           progress: Callable[[int, int], None] = lambda done, total: None) -> bytes:
     """Compress an (H, W, 3) uint8 image into .ssb bytes, one section per group.
 
     ``seal`` / ``scramble`` map group names or classes to the key that seals (AES-256-GCM of the
@@ -147,8 +148,10 @@ def encode(rgb: np.ndarray, group_mask: GroupMask, quality: float = 4.0, *, chan
     0: one tile); by default images over 1.5 MP are tiled at 1024, which bounds memory (see
     ``tiles``).
 
-    ``effort``: gradient steps of encoder-side latent refinement for each group (``refine``;
-    0: none): smaller files at the same quality, ~2 encodes' time per step; decoding is unchanged.
+    ``effort``: encoder effort level 0–9 (``refine.EFFORT_LEVELS``; 0: the plain encoder): higher
+    levels refine each group's latents longer for smaller files at the same quality; the decoder
+    and the format do not change. ``progress(done, total)`` is told as refinement steps complete
+    (total: the level's steps × the groups of every tile).
     """
     seal_keys = _protection_plan(group_mask, seal, "seal", warn)
     scramble_keys = _protection_plan(group_mask, scramble, "scramble", warn)
@@ -156,8 +159,8 @@ def encode(rgb: np.ndarray, group_mask: GroupMask, quality: float = 4.0, *, chan
     quality = float(np.float32(quality))
     if not em.QUALITY_MIN <= quality <= em.QUALITY_MAX:
         raise SsicError(f"quality must be between {em.QUALITY_MIN:g} and {em.QUALITY_MAX:g}, got {quality:g}")
-    if effort < 0:
-        raise SsicError(f"effort must be 0 or more, got {effort}")
+    if not 0 <= effort <= refine.EFFORT_MAX:
+        raise SsicError(f"effort must be between 0 and {refine.EFFORT_MAX}, got {effort}")
     h, w = rgb.shape[:2]
     canvas = model_canvas(lm, w, h, group_mask.block_size)
     ids = group_mask.ids
@@ -170,13 +173,28 @@ def encode(rgb: np.ndarray, group_mask: GroupMask, quality: float = 4.0, *, chan
                                         tile_size=tile_size)      # checks the tile size first
     scrambled = {g: crypto.new_scramble(key) for g, key in scramble_keys.items()}
     # Refinement needs autograd, which inference mode forbids even for tensors made inside it.
+    level = refine.effort_level(effort)
     with torch.no_grad() if effort else torch.inference_mode():
         sections = _encode_tiles(lm, rgb, ids, canvas, quality, group_mask.num_groups,
-                                 {g: perm_key for g, (_, perm_key) in scrambled.items()}, tile_size, effort)
+                                 {g: perm_key for g, (_, perm_key) in scrambled.items()}, tile_size,
+                                 level, _step_counter(level, canvas, ids, tile_size, progress))
     if seal_keys or scrambled:
         sections = crypto.protect_sections(header, sections, seal_keys,
                                            {g: params for g, (params, _) in scrambled.items()})
     return container.dump_ssb(header, sections)
+
+
+def _step_counter(level: "refine.Effort", canvas: Canvas, ids: np.ndarray, tile_size: int,
+                  progress: Callable[[int, int], None]) -> Callable[[int], None]:
+    """Turns refinement's "n more steps" into ``progress(done, total)`` over the whole image."""
+    groups_coded = sum(len(np.unique(view.block_ids)) for view in tile_views(canvas, ids, tile_size))
+    total, done = level.steps * groups_coded, 0
+
+    def advance(steps: int) -> None:
+        nonlocal done
+        done += steps
+        progress(done, total)
+    return advance
 
 
 def _protection_plan(group_mask: GroupMask, keys: Optional[dict], verb: str,
@@ -229,14 +247,15 @@ def tile_views(canvas: Canvas, ids: np.ndarray, tile_size: int) -> list[TileView
 
 
 def _encode_tiles(lm, rgb, ids, canvas: Canvas, quality: float, num_groups: int,
-                  perm_keys: dict[int, bytes], tile_size: int, effort: int = 0) -> list[Optional[bytes]]:
+                  perm_keys: dict[int, bytes], tile_size: int, effort: refine.Effort,
+                  progress: Callable[[int], None]) -> list[Optional[bytes]]:
     """Each tile coded as an image of its own; a group's section joins its tiles' parts."""
     parts: list[list[bytes]] = [[] for _ in range(num_groups)]
     for view in tile_views(canvas, ids, tile_size):
         y0, x0 = view.origin
         rgb_tile = rgb[y0:y0 + view.canvas.height, x0:x0 + view.canvas.width]
         coded = _encode_sections(lm, rgb_tile, view.block_ids, view.canvas, quality, num_groups, perm_keys,
-                                 view.tag, effort)
+                                 view.tag, effort, progress)
         for g, section in enumerate(coded):
             if section is not None:
                 parts[g].append(section)
@@ -247,10 +266,11 @@ def _encode_tiles(lm, rgb, ids, canvas: Canvas, quality: float, num_groups: int,
 
 def _encode_sections(lm, rgb, ids, canvas: Canvas, quality: float, num_groups: int,
                      perm_keys: Optional[dict[int, bytes]] = None, tag: bytes = b"",
-                     effort: int = 0) -> list[Optional[bytes]]:
+                     effort: refine.Effort = refine.EFFORT_LEVELS[0],
+                     progress: Callable[[int], None] = lambda steps: None) -> list[Optional[bytes]]:
     """One section per group of one tile, each coded by the model on the crop its decoder will
     use; groups in ``perm_keys`` are coded scrambled under their key (streams named with
-    ``tag``); ``effort`` > 0 refines the latents first."""
+    ``tag``); an ``effort`` with steps refines the latents first."""
     model = lm.model
     x = _pad_image(rgb, canvas, ids.shape)
     analysis = model.analyse(x, canvas.block_keys(ids), canvas.block_size)
@@ -264,26 +284,27 @@ def _encode_sections(lm, rgb, ids, canvas: Canvas, quality: float, num_groups: i
         y, z, in_g = model.group_latents(analysis, g, box16)
         z_int = model.quantize_hyper(z, in_g)
         y_s = y * gains.real()
-        if effort:
-            y_s = _refined(lm, x, ids, canvas, g, y_s, z_int, quality, gains, effort, rgb.shape[:2])
+        if effort.steps:
+            y_s, z_int = _refined(lm, x, ids, canvas, g, y_s, z, quality, gains, effort, rgb.shape[:2], progress)
         perm_key = (perm_keys or {}).get(g)
         order = crypto.KeyedOrder(perm_key, tag) if perm_key is not None else None
         sections.append(model.compress_group(y_s, z_int, in_g, gains, order))
     return sections
 
 
-def _refined(lm, x, ids, canvas: Canvas, g: int, y_crop, z_int, quality: float, gains: em.FixedGains,
-             steps: int, image_size: tuple[int, int]) -> torch.Tensor:
-    """The group's latents after ``steps`` of ``refine`` on the crop its decoder will use."""
+def _refined(lm, x, ids, canvas: Canvas, g: int, y_crop, z, quality: float, gains: em.FixedGains,
+             effort: refine.Effort, image_size: tuple[int, int],
+             progress: Callable[[int], None]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The group's (y_s, ẑ − median) after ``refine`` on the crop its decoder will use."""
     b = canvas.block_size
     y0, x0, y1, x1 = canvas.group_crop(ids, g)
     keys = canvas.block_keys(ids, only=g)[:, y0 // b:y1 // b, x0 // b:x1 // b]
     rows = torch.arange(y0, y1)[:, None] < image_size[0]
     cols = torch.arange(x0, x1)[None, :] < image_size[1]
     shown = (keys_at_scale(keys, b, 1) == 0) & rows & cols
+    target = refine.GroupTarget(x[:, y0:y1, x0:x1], keys, b, shown, quality, gains.real())
     with torch.enable_grad():
-        return refine_group(lm.model, x[:, y0:y1, x0:x1], keys, b, y_crop, z_int, quality, gains.real(),
-                            steps, shown)
+        return refine.refine_group(lm.model, target, y_crop, z, effort, progress=progress)
 
 
 # ----- decode ----------------------------------------------------------------------------------

@@ -32,7 +32,8 @@ from .atomic import write_bytes
 from .errors import CorruptSectionError, FormatError, SsicError
 from .limits import QUALITY_MAX, QUALITY_MIN
 from .sources import open_source
-from .mask import BLOCK_SIZES, MAX_GROUPS, GroupMask, decode_block_ids, encode_block_ids, grid_shape
+from .mask import (BLOCK_SIZES, FORBIDDEN_CATEGORIES, MAX_GROUPS, GroupMask, check_group_name, decode_block_ids,
+                   encode_block_ids, grid_shape)
 
 __all__ = [
     "MAGIC", "VERSION", "READ_VERSIONS", "FLAG_PRESENT", "FLAG_SEALED", "FLAG_SCRAMBLED", "DEFAULT_MAX_PIXELS",
@@ -74,9 +75,6 @@ _U8, _U16, _U32 = struct.Struct("<B"), struct.Struct("<H"), struct.Struct("<I")
 _GROUP_BOX_V2 = struct.Struct("<IIIII")  # version 2 only: bbox x0 y0 x1 y1, block count
 _INDEX_ENTRY = {2: struct.Struct("<QII"),  # offset in payload, length, CRC-32
                 3: struct.Struct("<II")}   # length, CRC-32 (offsets follow from the lengths)
-# Unicode categories refused in names: controls, format characters (bidi overrides,
-# zero-width), line/paragraph separators, lone surrogates.
-_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
 
 PathOrBytes = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
 
@@ -227,6 +225,8 @@ class SsbFile:
 def header_from_mask(width: int, height: int, channels: int, gm: GroupMask, model_id: str,
                      weights_hash: bytes, quality: float, tile_size: int = 0) -> SsbHeader:
     """A header whose bboxes (pixels) and block counts come from ``gm``; every group present.
+    Every new file is made here, so here its names must be ones a user can select
+    (``mask.check_group_name``); the reader still accepts any name an older file holds.
 
     >>> from ssic_cli.mask import single_group
     >>> h = header_from_mask(70, 40, 3, single_group(70, 40, 32), "m", bytes(16), 2.0)
@@ -237,6 +237,10 @@ def header_from_mask(width: int, height: int, channels: int, gm: GroupMask, mode
     if gm.ids.shape != want:
         raise SsicError(f"group mask is {_dims(gm.ids.shape)} blocks but a {width}×{height} image "
                         f"with {gm.block_size}-pixel blocks needs {_dims(want)}")
+    for name, label in zip(gm.names, gm.labels):
+        check_group_name(name)
+        if label:
+            check_group_name(label, "class")
     groups = [GroupEntry(name, gm.labels[i], gm.bbox_pixels(i, width, height), gm.block_count(i))
               for i, name in enumerate(gm.names)]
     return SsbHeader(width, height, gm.block_size, channels, model_id, weights_hash, quality,
@@ -710,7 +714,7 @@ def _check_text(s: str, what: str, *, allow_empty: bool) -> bytes:
     if len(raw) > MAX_TEXT_BYTES:
         raise FormatError(f"{what} is {len(raw)} bytes long in UTF-8, over the limit of "
                           f"{MAX_TEXT_BYTES}")
-    bad = next((c for c in s if unicodedata.category(c) in _FORBIDDEN_CATEGORIES), None)
+    bad = next((c for c in s if unicodedata.category(c) in FORBIDDEN_CATEGORIES), None)
     if bad is not None:
         raise FormatError(f"{what} {s!r} contains the control character U+{ord(bad):04X}")
     if s != s.strip():

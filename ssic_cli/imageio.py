@@ -17,6 +17,10 @@ from .errors import SsicError
 # (measured: 1.3 GB to encode or decode 24 MP); what grows are the whole-image buffers, ~20 bytes
 # per pixel. Larger images are refused before anything is decoded.
 DEFAULT_MAX_PIXELS = 100_000_000
+# ssic codes no alpha channel. What to do with an image that has transparent pixels: refuse it
+# (the default: dropping alpha would show whatever colours the transparent pixels hold),
+# flatten it onto white (what a viewer shows), or ignore alpha and code those colours too.
+ALPHA_MODES = ("refuse", "flatten", "ignore")
 
 
 def default_max_pixels() -> int:
@@ -32,6 +36,7 @@ class InputImage:
     rgb: np.ndarray          # (H, W, 3) uint8
     channels: int            # 1 for grayscale sources (decoded back to grayscale), else 3
     note: str = ""           # what was done to the source (alpha dropped, 16 → 8 bit …)
+    warning: str = ""        # what the user should hear (only the first frame of an animation)
 
 
 STDIO = "-"          # as an input: standard input; as an output: standard output
@@ -60,19 +65,20 @@ def write_stdout(data: bytes) -> None:
         raise SsicError(f"cannot write to standard output ({exc.__class__.__name__})") from None
 
 
-def load_image(path: Path, max_pixels: int | None = None) -> InputImage:
+def load_image(path: Path, max_pixels: int | None = None, alpha: str = "refuse") -> InputImage:
     """Open any Pillow-readable image (``-``: standard input), apply its EXIF orientation, and
-    bring it to 8-bit RGB. ssic's pixel budget (``SSIC_MAX_PIXELS``) replaces Pillow's own
+    bring it to 8-bit RGB; transparent pixels as ``alpha`` says (``ALPHA_MODES``), and of an
+    animation the first frame. ssic's pixel budget (``SSIC_MAX_PIXELS``) replaces Pillow's own
     decompression-bomb limit: the size is checked from the header, before any pixel is decoded."""
     bomb_limit = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None
     try:
-        return _load_image(path, default_max_pixels() if max_pixels is None else max_pixels)
+        return _load_image(path, default_max_pixels() if max_pixels is None else max_pixels, alpha)
     finally:
         Image.MAX_IMAGE_PIXELS = bomb_limit
 
 
-def _load_image(path: Path, max_pixels: int) -> InputImage:
+def _load_image(path: Path, max_pixels: int, alpha: str) -> InputImage:
     if is_stdio(path):
         source, path = io.BytesIO(read_stdin()), Path("<stdin>")
     else:
@@ -87,7 +93,7 @@ def _load_image(path: Path, max_pixels: int) -> InputImage:
             if im.width == 0 or im.height == 0:
                 raise SsicError(f"{path}: image has zero size")
             im.load()
-            return _to_rgb(ImageOps.exif_transpose(im))
+            return _from_image(im, alpha, str(path), ImageOps.exif_transpose(im))
     except SsicError:
         raise
     except FileNotFoundError:
@@ -104,21 +110,21 @@ def _load_image(path: Path, max_pixels: int) -> InputImage:
         raise SsicError(f"{path}: cannot read image ({exc})") from None
 
 
-def from_pil(im: Image.Image) -> InputImage:
+def from_pil(im: Image.Image, alpha: str = "refuse") -> InputImage:
     """An in-memory Pillow image brought to 8-bit RGB by the rules ``load_image`` applies."""
     if not isinstance(im, Image.Image):
         raise SsicError(f"expected a PIL image, got {type(im).__name__}")
     if im.width == 0 or im.height == 0:
         raise SsicError("image has zero size")
-    return _to_rgb(im)
+    return _from_image(im, alpha)
 
 
-def from_array(a: np.ndarray) -> InputImage:
-    """An (H, W) grey, (H, W, 1) grey or (H, W, 3) RGB array of uint8 values 0..255.
+def from_array(a: np.ndarray, alpha: str = "refuse") -> InputImage:
+    """An (H, W) grey, (H, W, 1) grey, (H, W, 2) grey + alpha, (H, W, 3) RGB or (H, W, 4) RGBA
+    array of uint8 values 0..255; alpha as in ``load_image``.
 
     Anything else is refused with one line rather than guessed at: a float array would be read
-    as 0..255 and give an almost black image, and an alpha channel would reveal the pixels it
-    hides.
+    as 0..255 and give an almost black image.
 
     >>> from_array(np.zeros((2, 3), np.uint8)).channels
     1
@@ -134,16 +140,28 @@ def from_array(a: np.ndarray) -> InputImage:
         a = a[..., 0]
     if a.ndim == 2:
         return InputImage(np.repeat(a[..., None], 3, axis=2), 1)
-    if a.ndim != 3 or a.shape[2] != 3:
-        hint = ": composite or drop the alpha channel first" if a.ndim == 3 and a.shape[2] in (2, 4) else ""
-        raise SsicError(f"image array must be (H, W) grey or (H, W, 3) RGB, got shape {a.shape}{hint}")
+    if a.ndim != 3 or a.shape[2] not in (2, 3, 4):
+        raise SsicError(f"image array must be (H, W) grey, (H, W, 2) grey + alpha, (H, W, 3) RGB or "
+                        f"(H, W, 4) RGBA, got shape {a.shape}")
     if 0 in a.shape:
         raise SsicError("image has zero size")
+    if a.shape[2] != 3:
+        return _to_rgb(Image.fromarray(np.ascontiguousarray(a)), alpha)            # LA or RGBA
     return InputImage(np.ascontiguousarray(a), 3)
 
 
-def _to_rgb(im: Image.Image) -> InputImage:
-    note = ""
+def _from_image(im: Image.Image, alpha: str, what: str = "image", frame: Image.Image | None = None) -> InputImage:
+    """``_to_rgb`` of ``frame`` (default: ``im``'s current frame), with a warning when ``im``
+    holds more frames than the one coded."""
+    img = _to_rgb(im if frame is None else frame, alpha, what)
+    if getattr(im, "is_animated", False):
+        img.warning = f"{what}: animated image: only the first frame is coded"
+    return img
+
+
+def _to_rgb(im: Image.Image, alpha: str = "refuse", what: str = "image") -> InputImage:
+    """8-bit RGB (grey sources repeated, ``channels`` 1) with transparency dealt with (``alpha``)."""
+    im, note = _without_alpha(im, alpha, what)
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(im, dtype=np.uint32)
         arr = (arr >> 8) if arr.max(initial=0) > 255 else arr
@@ -152,16 +170,46 @@ def _to_rgb(im: Image.Image) -> InputImage:
     if im.mode == "F":
         gray = np.clip(np.asarray(im), 0, 255).astype(np.uint8)
         return InputImage(np.repeat(gray[..., None], 3, axis=2), 1, "float samples clipped to 8 bits")
-    if im.mode in ("1", "L", "LA") or (im.mode == "P" and _palette_is_gray(im)):
-        if "A" in im.mode or "transparency" in im.info:
-            note = "alpha channel discarded"
+    if im.mode in ("1", "L") or (im.mode == "P" and _palette_is_gray(im)):
         gray = np.asarray(im.convert("L"))
         return InputImage(np.repeat(gray[..., None], 3, axis=2), 1, note)
-    if im.mode in ("RGBA", "PA") or "transparency" in im.info:
-        note = "alpha channel discarded"
-    elif im.mode.startswith("RGB") and im.mode != "RGB":
+    if im.mode.startswith("RGB") and im.mode != "RGB":
         note = f"{im.mode} samples reduced to 8-bit RGB"
     return InputImage(np.asarray(im.convert("RGB")).copy(), 3, note)
+
+
+def _without_alpha(im: Image.Image, alpha: str, what: str) -> tuple[Image.Image, str]:
+    """``im`` without alpha channel or transparent colour, as ``alpha`` says, and a note of what
+    was done. A fully opaque alpha channel hides nothing: it is dropped whatever ``alpha`` says."""
+    if alpha not in ALPHA_MODES:
+        raise SsicError(f"alpha must be one of {', '.join(ALPHA_MODES)}, got {alpha!r}")
+    if not _has_alpha(im):
+        return im, ""
+    grey = im.mode in ("LA", "La", "L", "1") or (im.mode == "P" and _palette_is_gray(im))
+    pixels = np.asarray(im.convert("LA" if grey else "RGBA"))
+    colour, opacity = pixels[..., :-1], pixels[..., -1:]
+    note = ""
+    if opacity.min(initial=255) < 255:
+        if alpha == "refuse":
+            raise SsicError(f"{what} has transparent pixels and ssic codes no alpha channel: set alpha to "
+                            "'flatten' (onto white) or 'ignore' (codes the hidden colours too), e.g. --alpha flatten")
+        if alpha == "flatten":
+            colour, note = _over_white(colour, opacity), "transparent pixels flattened onto white"
+        else:
+            note = "alpha channel discarded"
+    return Image.fromarray(np.ascontiguousarray(colour[..., 0] if grey else colour)), note
+
+
+def _has_alpha(im: Image.Image) -> bool:
+    """An alpha channel, or a transparent colour (tRNS) in an 8-bit mode."""
+    return im.mode in ("RGBA", "RGBa", "LA", "La", "PA") or (
+        "transparency" in im.info and im.mode in ("1", "L", "P", "RGB"))
+
+
+def _over_white(colour: np.ndarray, opacity: np.ndarray) -> np.ndarray:
+    """uint8 ``colour`` composited over white, as a viewer shows it: what transparency hid stays hidden."""
+    c, a = colour.astype(np.uint32), opacity.astype(np.uint32)
+    return ((c * a + 255 * (255 - a) + 127) // 255).astype(np.uint8)
 
 
 def _palette_is_gray(im: Image.Image) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import unicodedata
 import zlib
 from dataclasses import dataclass, field
 
@@ -22,6 +23,28 @@ BLOCK_SIZES = (16, 32, 64)
 DEFAULT_BLOCK_SIZE = 16
 MAX_GROUPS = 255
 BACKGROUND = "background"
+# Unicode categories refused in names: controls, format characters (bidi overrides,
+# zero-width), line/paragraph separators, lone surrogates.
+FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+# ',' and ':' separate names where users type them (-g a,b; --seal GROUPS:KEYFILE): a group named
+# with one could never be selected. New files refuse such names; old files holding one still read.
+NAME_SEPARATORS = ",:"
+NAME_RULE = ("a group name is typed back in -g a,b and --seal GROUPS:KEYFILE, so it must not be empty, "
+             "contain ',', ':' or control characters, or start or end with white space")
+
+
+def check_group_name(name: str, what: str = "group name") -> None:
+    """Refuse a name a user could not select by typing it (``NAME_RULE``). The message shows the
+    name as ``repr`` does: control characters escaped, never sent raw to a terminal.
+
+    >>> check_group_name("person#2")
+    >>> check_group_name("cat,dog")
+    Traceback (most recent call last):
+    ssic_cli.errors.SsicError: group name 'cat,dog' cannot be used: a group name is typed back in -g a,b and --seal GROUPS:KEYFILE, so it must not be empty, contain ',', ':' or control characters, or start or end with white space
+    """
+    if (not name or name != name.strip() or any(c in NAME_SEPARATORS for c in name)
+            or any(unicodedata.category(c) in FORBIDDEN_CATEGORIES for c in name)):
+        raise SsicError(f"{what} {name!r} cannot be used: {NAME_RULE}")
 
 
 @dataclass
@@ -366,6 +389,8 @@ def regions_to_group_mask(regions, width: int, height: int, policy: GroupPolicy 
             and r.label != BACKGROUND
             and (wanted is None or r.label in wanted)
             and _check_region(r, width, height)]
+    for r in kept:                      # said now, not after the image is coded
+        check_group_name(r.label)
 
     rows, cols = grid_shape(width, height, block_size)
     block_pixels = block_pixel_counts(width, height, block_size)

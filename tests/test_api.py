@@ -35,8 +35,8 @@ def test_grey_input_decodes_grey(small, make, one_thread):
 
 @pytest.mark.parametrize("array, words", [
     (np.zeros((8, 8, 3), np.float32), "uint8 values 0..255, got float32 (for floats in [0, 1]"),
-    (np.zeros((8, 8, 4), np.uint8), "alpha channel"),
-    (np.zeros((8, 8, 2), np.uint8), "alpha channel"),
+    (np.zeros((8, 8, 4), np.uint8), "transparent pixels and ssic codes no alpha channel"),
+    (np.zeros((8, 8, 2), np.uint8), "transparent pixels and ssic codes no alpha channel"),
     (np.zeros((8, 8, 3, 1), np.uint8), "got shape (8, 8, 3, 1)"),
     (np.zeros((0, 8, 3), np.uint8), "zero size"),
 ])
@@ -55,6 +55,17 @@ def test_a_detector_by_name_and_keys_as_bytes_or_passphrase(small, fast_kdf, one
     assert not locked.complete and locked.unavailable
     opened = ssic_cli.decode(data, keys=[b"k" * 32, "pass"])
     assert opened.complete and opened.image.mode == "RGB"
+
+
+def test_transparent_pixels_are_coded_only_as_alpha_says(small, one_thread):
+    rgba = np.dstack([small, np.full(small.shape[:2], 255, np.uint8)])
+    rgba[:32, :32] = (255, 0, 0, 0)                             # red, hidden under transparency
+    with pytest.raises(SsicError, match="transparent pixels"):
+        ssic_cli.encode(rgba)
+    flat = np.asarray(ssic_cli.decode(ssic_cli.encode(rgba, alpha="flatten", quality=3)).image).astype(int)
+    kept = np.asarray(ssic_cli.decode(ssic_cli.encode(rgba, alpha="ignore", quality=3)).image).astype(int)
+    assert (flat[4:28, 4:28] > 200).all()                       # white: the red never shows
+    assert (kept[4:28, 4:28, 0] > 200).all() and (kept[4:28, 4:28, 1:] < 60).all()
 
 
 def test_groups_of_another_kind_are_a_type_error(small):

@@ -367,3 +367,147 @@ def test_extract_to_a_closed_standard_output_is_one_line(ssb):
                           capture_output=False, stderr=subprocess.PIPE, text=True)
     assert done.returncode == 2 and done.stderr.strip().count("\n") == 0, done.stderr
     assert "standard output" in done.stderr
+
+
+# ----- careless and hostile input: fail fast, one line, nothing left behind -----------------------------
+def _header_only_ssb(path, names=("background", "person")):
+    """A valid .ssb made by the container alone (its sections are not model output): enough for
+    everything that happens before the model is needed."""
+    from ssic_cli.container import dump_ssb, header_from_mask
+    from ssic_cli.mask import GroupMask
+    gm = GroupMask(16, np.arange(len(names), dtype=np.uint8)[None, :].repeat(2, axis=0), list(names))
+    path.write_bytes(dump_ssb(header_from_mask(16 * len(names), 32, 3, gm, "ssic-convhaar", bytes(16), 4.0),
+                              [b"x"] * len(names)))
+    return path
+
+
+def test_careless_paths_and_names_fail_before_torch_loads(tmp_path, photo):
+    """Each error comes before any work: exit 2 (1 for an unknown image type), one line, no torch."""
+    import subprocess
+    import sys
+    ssb = _header_only_ssb(tmp_path / "h.ssb")
+    nowhere = tmp_path / "no" / "such" / "dir"
+    cases = [
+        (["encode", tmp_path / "nope.png", "-o", tmp_path / "a.ssb", "--detector", "none"], 2, "nope.png: no such file"),
+        (["decode", tmp_path / "nope.ssb", "-o", tmp_path / "a.png"], 2, "nope.ssb: no such file"),
+        (["encode", photo, "-o", nowhere / "a.ssb", "--detector", "none"], 2, f"output directory {nowhere} does not exist"),
+        (["decode", ssb, "-o", nowhere / "a.png"], 2, "does not exist"),
+        (["extract", ssb, "-g", "person", "-o", nowhere / "a.ssb"], 2, "does not exist"),
+        (["mask", photo, "-o", nowhere / "a.png", "--detector", "none"], 2, "does not exist"),
+        (["decode", ssb, "-o", tmp_path / "a.xyz"], 1, "unknown output image type '.xyz'"),
+        (["mask", photo, "-o", tmp_path / "a.xyz", "--detector", "none"], 1, "unknown output image type '.xyz'"),
+        (["decode", ssb, "-o", tmp_path / "a.png", "-g", "cat"], 2, "unknown group 'cat'; this file has: background, person"),
+    ]
+    script = ("import contextlib, io, json, sys\nfrom ssic_cli.cli import main\n"
+              "for args in json.loads(sys.argv[1]):\n"
+              "    with contextlib.redirect_stderr(io.StringIO()) as err:\n"
+              "        rc = main(args)\n"
+              "    print(json.dumps([rc, 'torch' in sys.modules, err.getvalue()]))\n")
+    done = subprocess.run([sys.executable, "-c", script, json.dumps([[str(a) for a in c[0]] for c in cases])],
+                          capture_output=True, text=True, timeout=120, check=False)
+    results = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(results) == len(cases), done.stderr
+    for (args, code, words), (rc, torch_loaded, err) in zip(cases, results):
+        assert (rc, torch_loaded) == (code, False) and words in err, (args, rc, torch_loaded, err)
+        assert code == 1 or (err.startswith("ssic: error: ") and err.count("\n") == 1), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["h.ssb", "photo.png"]
+
+
+def test_a_batch_goes_on_past_a_missing_input(tmp_path, photo, capsys, one_thread):
+    out = tmp_path / "out"
+    out.mkdir()
+    code, _, err = run(capsys, "encode", tmp_path / "gone.png", photo, "-d", out, "--detector", "none")
+    assert code == 2
+    assert "gone.png: no such file" in err and "1 of 2 files done, 1 failed" in err
+    assert sorted(p.name for p in out.iterdir()) == ["photo.ssb"]
+
+
+def test_names_users_cannot_type_back_are_refused_when_written(tmp_path, photo, capsys):
+    labels = tmp_path / "labels.png"
+    ids = np.zeros((96, 160), np.uint8)
+    ids[:48, :80] = 1
+    Image.fromarray(ids).save(labels)
+    names = tmp_path / "names.txt"
+    dst = tmp_path / "out.ssb"
+    for name in ("cat,dog", "cat:dog", "red\x1b[31mcat"):
+        names.write_text(f"1 {name}\n", encoding="utf-8")
+        code, _, err = run(capsys, "encode", photo, "-o", dst, "--mask", labels, "--names", names, "--detector", "none")
+        assert code == 2 and len(err.splitlines()) == 1 and "cannot be used" in err and "--seal GROUPS:KEYFILE" in err
+        assert repr(name) in err and "\x1b" not in err, err                # shown escaped, never raw
+    assert not dst.exists()
+
+
+def test_a_file_holding_such_a_name_still_decodes(tmp_path, photo, capsys):
+    """Names with ',' or ':' that an older ssic wrote: every group decodes, the others extract."""
+    from ssic_cli.container import dump_ssb, read_ssb
+    made = tmp_path / "grid.ssb"
+    assert run(capsys, "encode", photo, "-o", made, "--detector", "grid")[0] == 0
+    ssb = read_ssb(made)
+    ssb.header.groups[-1].name = "old,name:here"
+    old = tmp_path / "old.ssb"
+    old.write_bytes(dump_ssb(ssb.header, [ssb.section(i) for i in range(len(ssb.header.groups))]))
+    assert run(capsys, "decode", old, "-o", tmp_path / "all.png")[0] == 0
+    assert run(capsys, "decode", made, "-o", tmp_path / "before.png")[0] == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "all.png")), np.asarray(Image.open(tmp_path / "before.png")))
+    keep = ssb.header.groups[0].name
+    assert run(capsys, "extract", old, "-g", keep, "-o", tmp_path / "part.ssb")[0] == 0
+    assert "old,name:here" in run(capsys, "inspect", tmp_path / "part.ssb")[1]
+
+
+def test_sigterm_between_write_and_rename_leaves_no_temporary_file(tmp_path, capsys, monkeypatch):
+    import os
+    import signal
+    from ssic_cli import atomic
+    src = _header_only_ssb(tmp_path / "h.ssb")
+    dst = tmp_path / "part.ssb"
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(atomic.os, "fsync", lambda fd: os.kill(os.getpid(), signal.SIGTERM))
+    code, _, err = run(capsys, "extract", src, "-g", "person", "-o", dst)
+    assert code == 143 and err == "ssic: terminated\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["h.ssb"]       # no part.ssb, no .part.ssb.*.tmp
+    assert signal.getsignal(signal.SIGTERM) is before                    # the CLI's handler is gone again
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_parallel_batch_with_one_line(tmp_path):
+    """The terminal sends SIGINT to the whole process group: the workers ignore it, the parent
+    stops them and says one line; no traceback, no temporary file, files not started stay unmade."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    rng = np.random.default_rng(0)
+    src = [tmp_path / f"i{i:02d}.png" for i in range(24)]
+    for path in src:
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(path)
+    out = tmp_path / "out"
+    out.mkdir()
+    batch = subprocess.Popen([sys.executable, "-m", "ssic_cli", "encode", *map(str, src), "-d", str(out), "-j", "2",
+                              "--detector", "none"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not any(out.glob("*.ssb")) and batch.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)                                  # mid-batch: the workers are coding
+    os.killpg(batch.pid, signal.SIGINT)
+    _, err = batch.communicate(timeout=60)
+    err = err.decode()
+    assert batch.returncode == 130 and "Traceback" not in err and err.strip() == "ssic: interrupted", err
+    made = sorted(p.name for p in out.iterdir())
+    assert all(name.endswith(".ssb") for name in made) and len(made) < len(src), made
+
+
+def test_transparency_is_refused_unless_alpha_says_and_animations_warn(tmp_path, photo, capsys):
+    rgba = Image.open(photo).convert("RGBA")
+    rgba.paste((255, 0, 0, 0), (0, 0, 32, 32))                          # red under transparency
+    src, dst = _save(tmp_path, "t.png", rgba), tmp_path / "t.ssb"
+    for command in (["encode", src, "-o", dst], ["mask", src, "-o", tmp_path / "m.png"]):
+        code, _, err = run(capsys, *command, "--detector", "none")
+        assert code == 2 and err.count("\n") == 1 and "transparent pixels" in err and "--alpha flatten" in err, err
+    assert not dst.exists() and not (tmp_path / "m.png").exists()
+    assert run(capsys, "encode", src, "-o", dst, "--detector", "none", "--alpha", "flatten")[0] == 0
+    frames = [Image.open(photo), Image.open(photo).rotate(180)]
+    anim = tmp_path / "anim.gif"
+    frames[0].save(anim, save_all=True, append_images=frames[1:], duration=100)
+    code, _, err = run(capsys, "encode", anim, "-o", tmp_path / "anim.ssb", "--detector", "none")
+    assert code == 0 and err == f"ssic: warning: {anim}: animated image: only the first frame is coded\n", err

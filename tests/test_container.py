@@ -549,6 +549,24 @@ def test_writer_refuses_an_invalid_header_and_leaves_nothing(header, tmp_path, s
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("name", ["cat,dog", "cat:dog", " cat", "cat\t", "", "red\x1b[31m", "rtl\u202e"])
+def test_a_new_file_refuses_names_users_cannot_type_back(name):
+    with pytest.raises(SsicError, match="cannot be used: .*-g a,b and --seal GROUPS:KEYFILE") as exc:
+        make_header(names=["person", name, "background"])
+    assert repr(name) in str(exc.value) and "\x1b" not in str(exc.value)
+    labels = ["person", "car,truck", "background"]
+    with pytest.raises(SsicError, match="class 'car,truck' cannot be used"):
+        header_from_mask(70, 40, 3, GroupMask(16, make_header().block_ids, list(NAMES), labels), MODEL, HASH, 4.0)
+
+
+def test_a_file_that_already_holds_such_a_name_still_reads_and_extracts(header):
+    header.groups[1].name = "old,name:here"          # as an older ssic wrote it, past header_from_mask
+    old = read_ssb(dump_ssb(header, SECTIONS))
+    assert [g.name for g in old.header.groups][1] == "old,name:here"
+    part = read_ssb(container.extract(old, [NAMES[0]]))
+    assert part.header.groups[1].name == "old,name:here" and not part.header.groups[1].present
+
+
 def test_writer_wants_one_section_per_group(header):
     with pytest.raises(FormatError, match="2 sections given for 3 groups"):
         dump_ssb(header, SECTIONS[:2])

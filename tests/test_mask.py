@@ -21,6 +21,17 @@ def coco():
 
 # ------------------------------------------------------------------------------------ policy
 
+def test_a_class_name_users_cannot_type_back_is_refused_before_any_coding(tmp_path):
+    with pytest.raises(SsicError, match="group name 'cat,dog' cannot be used"):
+        regions_to_group_mask([Region("cat,dog", (0, 0, 32, 32))], 64, 64)
+    regions_to_group_mask([Region("cat,dog", (0, 0, 32, 32), score=0.1)], 64, 64)   # dropped: never a name
+    names = tmp_path / "names.json"
+    names.write_text('{"1": "bell\\u0007"}', encoding="utf-8")
+    from ssic_cli.detect.user import read_names
+    with pytest.raises(SsicError, match=r"names file .*: id 1: 'bell\\x07' cannot be used"):
+        read_names(names)
+
+
 def test_no_regions_is_one_background_group():
     gm = regions_to_group_mask([], 100, 70, block_size=32)
     assert gm.names == [BACKGROUND] and gm.ids.shape == grid_shape(100, 70, 32) == (3, 4)

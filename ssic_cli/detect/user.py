@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SsicError
-from ..mask import BACKGROUND
+from ..mask import BACKGROUND, check_group_name
 from .base import Region
 
 MAX_LABEL_IDS = 4096
@@ -73,6 +73,7 @@ def read_names(path) -> dict[int, str]:
     for i, name in items:
         if not name:
             raise SsicError(f"names file {path}: id {i} has an empty name")
+        check_group_name(name, f"names file {path}: id {i}:")
         names[i] = name
     return names
 
