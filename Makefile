@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 TORCH_INDEX ?=
 OUT    := build
 
-.PHONY: install demo test test-all bench-speed bench-rd bench-rd-holdout bench-roi fuzz clean help
+.PHONY: install demo test test-all bench-speed bench-rd bench-rd-holdout bench-effort bench-roi fuzz clean help
 
 help:
 	@echo "make install      create $(VENV) and install ssic with its test and detector extras"
@@ -17,6 +17,7 @@ help:
 	@echo "make bench-speed  encode/decode/partial-decode timings and peak memory (prints a table)"
 	@echo "make bench-rd     Kodak rate-distortion of the shipped weights (real bitstreams)"
 	@echo "make bench-rd-holdout  the same on 24 held-out COCO val2017 photos (python -m bench.holdout)"
+	@echo "make bench-effort encoder effort levels 0-9 on Kodak: time and BD-rate per level (hours; resumable)"
 	@echo "make bench-roi    COCO region-of-interest, boundary, downstream-AP and partial-decode benchmark"
 	@echo "make fuzz         10 000 damaged/forged .ssb files through read + decode; counts by outcome"
 
@@ -54,6 +55,9 @@ bench-rd-holdout: install bench/setup.sh
 	sh bench/setup.sh
 	$(BIN)/python -m bench.holdout --out runs/holdout
 	$(BIN)/python -m bench.rd --photos runs/holdout --out bench/results/rd_holdout.json
+
+bench-effort: install
+	$(BIN)/python -m bench.effort --qualities 2,6 --threads 2
 
 bench-roi: install bench/setup.sh
 	sh bench/setup.sh

@@ -4,6 +4,7 @@
     python -m bench.rd --help            # Kodak (or held-out) rate-distortion vs the classic codecs
     python -m bench.holdout              # build the held-out photo set (24 COCO val2017 photos)
     python -m bench.speed                # encode / decode / partial-decode times and peak memory
+    python -m bench.effort               # encoder effort levels 0-9: time and BD-rate per level
     python -m bench.roi                  # COCO region of interest: rate, boundary, person AP50, time
     python -m bench.tiles                # 24 MP in bounded memory; rate cost of tile seams
     python -m bench.remote_fetch         # bytes and requests to decode one group over HTTP (nginx)

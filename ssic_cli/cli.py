@@ -785,16 +785,24 @@ Examples:
 @click.option("--quality-balance", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Reweight the loss across qualities: 0 as is (a q 8 sample weighs ~8x a q 1 one), 1 every "
                    "quality an equal share of the gradient; each quality's own rate-distortion slope is unchanged.")
+@click.option("--ema-decay", type=click.FloatRange(0, 1, max_open=True), default=0.999, show_default=True,
+              help="Keep an exponential moving average of the weights (this decay per step) in the checkpoints; "
+                   "0: none. It never changes the training itself.")
 @click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Instead of training: write the run's weights (tables frozen) into this folder.")
+@click.option("--ema", "export_average", is_flag=True,
+              help="With --export: write the weight average instead of the trunk's own weights.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(data, out, model_id, crop, batch, lr, warmup_steps, lr_drops, max_steps, hours, cpu_hours, decay_fraction, decay_cpu_hours, checkpoint_minutes,
-          eval_dir, eval_minutes, log_every, init, threads, precision, seed, rate_proxy, quality_balance, export_dir, quiet):
+          eval_dir, eval_minutes, log_every, init, threads, precision, seed, rate_proxy, quality_balance, ema_decay,
+          export_dir, export_average, quiet):
     """Train (or resume training) the codec; one run serves every quality."""
     if export_dir:
         from .weights import export_from_checkpoint
-        click.echo(export_from_checkpoint(out / "last.pt", export_dir))
+        click.echo(export_from_checkpoint(out / "last.pt", export_dir, average=export_average))
         return
+    if export_average:
+        raise click.UsageError("--ema goes with --export")
     if data is None:
         raise click.UsageError("--data is required to train")
     if crop % 128:
@@ -813,7 +821,7 @@ def train(data, out, model_id, crop, batch, lr, warmup_steps, lr_drops, max_step
     run(TrainOptions(data=data, out=out, model_id=model_id, crop=crop, batch=batch, lr=lr, warmup_steps=warmup_steps, lr_drops=tuple(sorted(lr_drops)), max_steps=max_steps, max_hours=hours,
                      max_cpu_hours=cpu_hours, decay_fraction=decay_fraction, checkpoint_minutes=checkpoint_minutes, eval_dir=eval_dir, eval_minutes=eval_minutes,
                      log_every=log_every, init=init, threads=threads, precision=precision, seed=seed,
-                     rate_proxy=rate_proxy, quality_balance=quality_balance, progress=not quiet))
+                     rate_proxy=rate_proxy, quality_balance=quality_balance, ema_decay=ema_decay, progress=not quiet))
 
 
 def main(argv=None) -> int:

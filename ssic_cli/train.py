@@ -51,6 +51,7 @@ class TrainOptions:
     single_group_fraction: float = 0.5
     rate_proxy: str = "noise"             # what y's rate is counted on (model.ssic.RATE_PROXIES)
     quality_balance: float = 0.0          # 0: λ(q)·D + R as is; 1: every quality an equal share (rd_loss)
+    ema_decay: float = 0.999              # exponential moving average of the weights, per step (0: none)
     seed: int = 0
     threads: int = 0                      # 0: torch default
     precision: str = "auto"               # "bf16": autocast the transforms (entropy model stays fp32);
@@ -242,6 +243,25 @@ class Optimisers:
         self.aux.load_state_dict(state["aux_optimizer"])
 
 
+class WeightAverage:
+    """An exponential moving average of the model's floating-point parameters and buffers, kept
+    beside the trunk (which it never changes) and saved in its checkpoints: at a constant learning
+    rate the average sits nearer the loss valley's floor than the iterate does, so it is the
+    candidate to export (``ssic train --export DIR --ema``) when a paired probe says it is better.
+    A run resumed from a checkpoint without one starts it from the current weights."""
+
+    def __init__(self, model: torch.nn.Module, decay: float, saved: dict | None = None):
+        self.decay = decay
+        source = saved if saved is not None else model.state_dict()
+        self.state = {k: v.detach().clone().float() for k, v in source.items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        for k, v in model.state_dict().items():
+            if k in self.state:
+                self.state[k].lerp_(v.float(), 1.0 - self.decay)
+
+
 class MeanLog:
     """Means of the step figures over every ``every`` steps, one JSON line each (rank 0 only)."""
     FIGURES = ("loss", "bpp", "bpp_z", "psnr")
@@ -285,7 +305,8 @@ def run(opt: TrainOptions) -> dict:
     model = build_model(opt.model_id).to(device)
     optimisers = Optimisers(model, opt.lr)
     rng = np.random.default_rng(opt.seed + 1000 * rank)
-    progress = _restore(model, optimisers, opt, ckpt_path, rng, rank, device)
+    progress, saved_average = _restore(model, optimisers, opt, ckpt_path, rng, rank, device)
+    average = WeightAverage(model, opt.ema_decay, saved_average) if opt.ema_decay and rank == 0 else None
     net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if world > 1 else model
     sampler = CropSampler(files, opt.crop, rng)
     stopper = Stopper()
@@ -301,6 +322,7 @@ def run(opt: TrainOptions) -> dict:
         if rank == 0:
             save_checkpoint(ckpt_path, {
                 "model": model.state_dict(), **optimisers.state_dict(), "step": step, "images_seen": images_seen,
+                **({"ema": average.state, "ema_decay": average.decay} if average else {}),
                 "cpu_seconds": cpu, "optimizer_since": progress.optimizer_since,
                 "numpy_rng": numpy_rngs, "torch_rng": torch_rngs,
                 "model_id": opt.model_id, "options": {k: str(v) for k, v in asdict(opt).items()},
@@ -320,6 +342,8 @@ def run(opt: TrainOptions) -> dict:
         lr = lr_at(step, opt, progress.optimizer_since, cpu)
         optimisers.set_lr(lr)
         figures = train_step(net, optimisers, sampler, rng, opt, precision, device, world)
+        if average:
+            average.update(model)
         step += 1
         images_seen += opt.batch * world
         bar(step, figures["loss"], figures["bpp"], figures["psnr"])
@@ -348,8 +372,9 @@ def train_step(net, optimisers: Optimisers, sampler: CropSampler, rng: np.random
 
 
 def _restore(model, optimisers: Optimisers, opt: TrainOptions, ckpt_path: Path, rng: np.random.Generator,
-             rank: int, device: torch.device) -> Progress:
-    """Resume from the run's checkpoint, else start from ``--init`` weights, else from scratch."""
+             rank: int, device: torch.device) -> tuple[Progress, dict | None]:
+    """Resume from the run's checkpoint, else start from ``--init`` weights, else from scratch;
+    also returns the checkpoint's weight average, if it has one."""
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
         if state.get("model_id", opt.model_id) != opt.model_id:
@@ -360,12 +385,13 @@ def _restore(model, optimisers: Optimisers, opt: TrainOptions, ckpt_path: Path, 
         rng.bit_generator.state = _rank_state(state["numpy_rng"], rank, rng.bit_generator.state)
         torch.set_rng_state(_rank_state(state["torch_rng"], rank, torch.get_rng_state()))
         _log(rank, f"resumed from {ckpt_path} at step {state['step']} ({state['images_seen']} images)")
-        return Progress(state["step"], state["images_seen"], state["cpu_seconds"], state.get("optimizer_since", 0))
+        progress = Progress(state["step"], state["images_seen"], state["cpu_seconds"], state.get("optimizer_since", 0))
+        return progress, state.get("ema")
     if opt.init:
         step, images_seen, cpu_seconds = _init_from_weights(model, opt.init, opt.model_id)
         _log(rank, f"started from {opt.init} (step {step}, {images_seen} images; optimiser state is new)")
-        return Progress(step, images_seen, cpu_seconds, optimizer_since=step)
-    return Progress()
+        return Progress(step, images_seen, cpu_seconds, optimizer_since=step), None
+    return Progress(), None
 
 
 def _init_from_weights(model, path: Path, model_id: str) -> tuple[int, int, float]:

@@ -231,14 +231,20 @@ def _storage_dtype(name: str, tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def export_from_checkpoint(checkpoint: Path, out_dir: Path) -> Path:
-    """Freeze a training checkpoint (``last.pt``) into a shippable weights file with a card."""
+def export_from_checkpoint(checkpoint: Path, out_dir: Path, average: bool = False) -> Path:
+    """Freeze a training checkpoint (``last.pt``) into a shippable weights file with a card;
+    ``average``: its exponential moving average of the weights instead of the trunk's own."""
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     except FileNotFoundError:
         raise SsicError(f"no checkpoint at {checkpoint}") from None
     model = SSICModel(MODEL_CONFIGS[state["model_id"]])
-    model.load_state_dict(state["model"])
+    weights = state["model"]
+    if average:
+        if "ema" not in state:
+            raise SsicError(f"{checkpoint} holds no weight average (trained with --ema-decay 0, or before 0.7)")
+        weights = {**weights, **state["ema"]}
+    model.load_state_dict(weights)
     card = {
         "model_id": state["model_id"],
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -246,5 +252,6 @@ def export_from_checkpoint(checkpoint: Path, out_dir: Path) -> Path:
         "images_seen": state["images_seen"],
         "cpu_hours": round(state["cpu_seconds"] / 3600, 2),
         "training_options": state.get("options", {}),
+        **({"weight_average": f"exponential, decay {state.get('ema_decay')} per step"} if average else {}),
     }
     return export_weights(model.eval(), state["model_id"], Path(out_dir), card)

@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-BENCHMARKS = ["rd", "holdout", "speed", "roi", "fuzz", "tiles", "remote_fetch", "portability", "detectors"]
+BENCHMARKS = ["rd", "holdout", "speed", "effort", "roi", "fuzz", "tiles", "remote_fetch", "portability", "detectors"]
 
 
 @pytest.mark.parametrize("name", BENCHMARKS)

@@ -60,11 +60,40 @@ def test_train_resume_and_export(tmp_path, data_dir, capsys):
     assert lm.card["steps"] == 3 and lm.card["images_seen"] == 6
     img = np.zeros((32, 48, 3), np.uint8)
     assert codec.decode(codec.encode(img, single_group(48, 32), 4.0, weights=lm), weights=lm).image.size == (48, 32)
+    averaged = tmp_path / "averaged"               # the checkpoint's weight average, exported instead
+    assert main(["train", "--out", str(out), "--export", str(averaged), "--ema"]) == 0
+    (avg_path,) = averaged.glob(f"{DEFAULT_MODEL}-*.pt")
+    assert "decay 0.999" in load_weights(avg_path).card["weight_average"]
+    assert avg_path.name != path.name                   # other weights, so another id
     fresh = tmp_path / "fresh"                     # a new run started from the shipped-style weights
     assert main([str(a) for a in ["train", "--data", data_dir, "--out", fresh, "--batch", "2", "--log-every", "1",
                                   "--quiet", "--init", path, "--max-steps", "4"]]) == 0
     assert "started from" in capsys.readouterr().err
     assert [json.loads(line)["step"] for line in (fresh / "log.jsonl").read_text().splitlines()] == [4]
+
+
+def test_weight_average_follows_the_weights_and_leaves_them_alone():
+    model = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    average = training.WeightAverage(model, 0.5)
+    with torch.no_grad():
+        model.weight.fill_(3.0)
+    average.update(model)
+    assert torch.equal(average.state["weight"], torch.full((1, 2), 2.0))
+    assert torch.equal(model.weight, torch.full((1, 2), 3.0))            # the trunk is not touched
+    resumed = training.WeightAverage(model, 0.5, saved=average.state)     # from a checkpoint
+    assert torch.equal(resumed.state["weight"], average.state["weight"])
+
+
+def test_export_of_an_average_a_checkpoint_lacks_is_one_line(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"model_id": DEFAULT_MODEL, "model": {}, "step": 1, "images_seen": 1, "cpu_seconds": 1.0},
+               run / "last.pt")
+    assert main(["train", "--out", str(run), "--export", str(tmp_path / "w"), "--ema"]) == 2
+    assert "holds no weight average" in capsys.readouterr().err
+    assert main(["train", "--out", str(run), "--ema"]) == 1                # --ema without --export
 
 
 def test_init_refuses_weights_of_another_architecture(tmp_path):
