@@ -210,7 +210,7 @@ def refine_group(model: SSICModel, target: GroupTarget, y_s: torch.Tensor, z: to
     fixed_hyper = None
     if not effort.hyper:
         with torch.no_grad():
-            fixed_hyper = hyper_features(model, z_var, objective.in_g)
+            fixed_hyper = hyper_features(model, torch.round(z_var), objective.in_g)
     groups = [{"params": [y_var], "scale": 1.0}]
     if effort.hyper:
         groups.append({"params": [z_var], "scale": schedule.hyper_lr})

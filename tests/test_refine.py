@@ -117,3 +117,22 @@ def test_ctrl_c_during_refinement_leaves_no_file(tmp_path, kodak, capsys, monkey
     code, _, err = run(capsys, "encode", src, "-o", tmp_path / "p.ssb", "--detector", "none", "-e", "9")
     assert code == 130 and err.strip() == "ssic: interrupted"      # Click ends the ^C line first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.png"]
+
+
+def test_refining_y_alone_keeps_the_coded_hyper_latent(kodak, one_thread, monkeypatch):
+    """An effort that leaves z alone codes exactly the plain encoder's ẑ (only y's symbols move)."""
+    from ssic_cli.model import group_coder
+    img = crop(kodak, 64, 128, 200, 300)
+    gm = single_group(128, 64)
+    coded = []
+    real = group_coder.compress_group
+
+    def spy(model, y_s, z_int, *args, **kwargs):
+        coded.append(z_int)
+        return real(model, y_s, z_int, *args, **kwargs)
+
+    monkeypatch.setattr(group_coder, "compress_group", spy)
+    codec.encode(img, gm, 4.0)
+    monkeypatch.setattr(refine, "EFFORT_LEVELS", (refine.Effort(0, 0), refine.Effort(1, 8, hyper=False)))
+    codec.encode(img, gm, 4.0, effort=1)
+    assert torch.equal(coded[0], coded[1])
