@@ -48,8 +48,8 @@ def encode(image: "Image.Image | np.ndarray", *, quality: float = 4.0,
     (YOLO where its weights are found or can be downloaded, else saliency); a detector name
     (``yolo``, ``saliency``, ``grid``, ``people``, ``faces``, …); or a ``GroupMask`` of your own
     (``ssic_cli.mask``). ``policy`` turns detector regions into groups (``mask.GroupPolicy``).
-    ``effort``: encoder effort level 0–9 (0: plain; each level about twice the work of the one
-    before for smaller files; same decoder; docs/effort.md). ``seal`` /
+    ``effort``: encoder effort level 0–9 (0: plain; higher levels refine the latents longer for
+    smaller files; same decoder; docs/effort.md). ``seal`` /
     ``scramble``: {group name or class: key} to encrypt or scramble those groups (see
     docs/SECURITY.md). ``warn`` receives notes (e.g. a name to seal that the image has no group
     for). Raises ``SsicError`` (one line) for bad input.
